@@ -1,0 +1,1 @@
+"""The headless host agent (``neti-agent``). Imports only ``neti_core``: no Textual on hosts."""

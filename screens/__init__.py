@@ -1,0 +1,1 @@
+"""One module per console screen. Imports ``neti_core`` and Textual, never ``neti_tui``."""
