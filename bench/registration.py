@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kazoo.client import KazooClient  # noqa: E402
+from kazoo.client import KazooClient
 
-from neti_core.config import ZkPaths  # noqa: E402
-from neti_core.registry import OverlayRegistry  # noqa: E402
-from neti_core.zkserver import ZooKeeperServer  # noqa: E402
+from neti_core.config import ZkPaths
+from neti_core.registry import OverlayRegistry
+from neti_core.zkserver import ZooKeeperServer
 
 
 def run(hosts: str, count: int, subnet: IPv4Network) -> dict[str, object]:

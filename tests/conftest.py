@@ -15,6 +15,10 @@ from kazoo.client import KazooClient
 from neti_core.config import ZkPaths
 from neti_core.zkserver import ZooKeeperServer, ZooKeeperUnavailable
 
+# Fixture modules, one per area, so that work on one area never edits another's fixtures.
+pytest_plugins = ["tests.fixtures.aws", "tests.fixtures.netns", "tests.fixtures.agent",
+                  "tests.fixtures.console"]
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 

@@ -1,0 +1,233 @@
+"""JSON documents Neti keeps in ZooKeeper besides the original layout: status, controls, audit.
+
+The agent writes ``status/<id>``; operators (console, ``neti``) write ``control/*`` and ``audit/``;
+everyone reads them. Decoding is strict: a document that is not in this format is a
+MalformedEntryError, so a bad write by hand can never be taken for an instruction.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from neti_core.errors import MalformedEntryError
+from neti_core.model import Side, parse_ipv4, validate_instance_id
+
+RejectAllSource = Literal["host", "fleet", "config"]
+DeadmanState = Literal["pending", "confirmed", "rolled_back"]
+_SOURCES = ("host", "fleet", "config")
+_DEADMAN = ("pending", "confirmed", "rolled_back")
+
+
+def _load(data: bytes | str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedEntryError(f"{what}: not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise MalformedEntryError(f"{what}: expected a JSON object")
+    return value
+
+
+def _get(doc: dict[str, Any], key: str, kinds: type | tuple[type, ...], what: str,
+         default: Any = ..., ) -> Any:
+    if key not in doc:
+        if default is ...:
+            raise MalformedEntryError(f"{what}: missing {key!r}")
+        return default
+    value = doc[key]
+    if value is None and default is None:
+        return None
+    if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
+        raise MalformedEntryError(f"{what}: {key!r} has the wrong type")
+    if not isinstance(value, kinds):
+        raise MalformedEntryError(f"{what}: {key!r} has the wrong type")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MalformedEntryError(f"{what}: {key!r} is not finite")
+    return value
+
+
+def _dump(document: object) -> bytes:
+    return json.dumps(asdict(document), sort_keys=True, separators=(",", ":")).encode()  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True, slots=True)
+class GuardState:
+    """The mass-change guard refused removals: how many, against which maxchange, since when."""
+
+    blocked_removals: int
+    maxchange: int
+    since: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStatus:
+    """What one agent has *applied* (``status/<instance_id>``, ephemeral)."""
+
+    instance_id: str
+    overlay_ip: str
+    side: str
+    version: str
+    reject_all: bool
+    reject_all_source: RejectAllSource
+    membership_version: int
+    members: int
+    ruleset_hash: str
+    applied_at: float | None = None
+    apply_ms: float | None = None
+    error: str | None = None
+    guard: GuardState | None = None
+    deadman: DeadmanState | None = None
+    drift_repairs: int = 0
+    public_ip: str | None = None
+    private_ip: str | None = None
+    backend: str | None = None
+    malformed_entries: int = 0
+    pending_removals: int = 0
+
+    def to_json(self) -> bytes:
+        return _dump(self)
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> AgentStatus:
+        what = "status"
+        doc = _load(data, what)
+        instance_id = _get(doc, "instance_id", str, what)
+        validate_instance_id(instance_id)
+        overlay_ip = str(parse_ipv4(_get(doc, "overlay_ip", str, what)))
+        side = Side.parse(_get(doc, "side", str, what)).value
+        source = _get(doc, "reject_all_source", str, what)
+        if source not in _SOURCES:
+            raise MalformedEntryError(f"{what}: reject_all_source {source!r} is not one of {_SOURCES}")
+        deadman = _get(doc, "deadman", str, what, None)
+        if deadman is not None and deadman not in _DEADMAN:
+            raise MalformedEntryError(f"{what}: deadman {deadman!r} is not one of {_DEADMAN}")
+        guard_doc = _get(doc, "guard", dict, what, None)
+        guard = None
+        if guard_doc is not None:
+            guard = GuardState(_get(guard_doc, "blocked_removals", int, "guard"),
+                               _get(guard_doc, "maxchange", int, "guard"),
+                               float(_get(guard_doc, "since", (int, float), "guard")))
+        optional_ip = {}
+        for key in ("public_ip", "private_ip"):
+            text = _get(doc, key, str, what, None)
+            optional_ip[key] = None if text is None else str(parse_ipv4(text))
+        return cls(
+            instance_id=instance_id,
+            overlay_ip=overlay_ip,
+            side=side,
+            version=_get(doc, "version", str, what),
+            reject_all=_get(doc, "reject_all", bool, what),
+            reject_all_source=source,
+            membership_version=_get(doc, "membership_version", int, what),
+            members=_get(doc, "members", int, what),
+            ruleset_hash=_get(doc, "ruleset_hash", str, what),
+            applied_at=_get(doc, "applied_at", (int, float), what, None),
+            apply_ms=_get(doc, "apply_ms", (int, float), what, None),
+            error=_get(doc, "error", str, what, None),
+            guard=guard,
+            deadman=deadman,
+            drift_repairs=_get(doc, "drift_repairs", int, what, 0),
+            backend=_get(doc, "backend", str, what, None),
+            malformed_entries=_get(doc, "malformed_entries", int, what, 0),
+            pending_removals=_get(doc, "pending_removals", int, what, 0),
+            **optional_ip,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RejectAllOverride:
+    """``control/reject_all/<instance_id>``: an operator's value for one host."""
+
+    value: bool
+    who: str
+    when: float
+    why: str = ""
+
+    def to_json(self) -> bytes:
+        return _dump(self)
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> RejectAllOverride:
+        what = "control/reject_all"
+        doc = _load(data, what)
+        return cls(_get(doc, "value", bool, what), _get(doc, "who", str, what),
+                   float(_get(doc, "when", (int, float), what)), _get(doc, "why", str, what, ""))
+
+
+@dataclass(frozen=True, slots=True)
+class FleetDefaults:
+    """``control/defaults``: fleet-wide values set from the console; None = not set (use neti.yml)."""
+
+    reject_all: bool | None = None
+    who: str = ""
+    when: float = 0.0
+    why: str = ""
+
+    def to_json(self) -> bytes:
+        return _dump(self)
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> FleetDefaults:
+        what = "control/defaults"
+        doc = _load(data, what)
+        return cls(_get(doc, "reject_all", bool, what, None), _get(doc, "who", str, what, ""),
+                   float(_get(doc, "when", (int, float), what, 0.0)), _get(doc, "why", str, what, ""))
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseRecord:
+    """``control/phase``: the migration phase the fleet is in, and who moved it there."""
+
+    phase: str
+    who: str
+    when: float
+    why: str = ""
+
+    def to_json(self) -> bytes:
+        return _dump(self)
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> PhaseRecord:
+        what = "control/phase"
+        doc = _load(data, what)
+        return cls(_get(doc, "phase", str, what), _get(doc, "who", str, what),
+                   float(_get(doc, "when", (int, float), what)), _get(doc, "why", str, what, ""))
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """``audit/entry-<seq>``: one operator action, with the value before and after."""
+
+    who: str
+    when: float
+    action: str
+    target: str
+    before: Any = None
+    after: Any = None
+    why: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return _dump(self)
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> AuditEntry:
+        what = "audit"
+        doc = _load(data, what)
+        return cls(_get(doc, "who", str, what), float(_get(doc, "when", (int, float), what)),
+                   _get(doc, "action", str, what), _get(doc, "target", str, what),
+                   doc.get("before"), doc.get("after"), _get(doc, "why", str, what, ""),
+                   _get(doc, "extra", dict, what, {}))
+
+
+def effective_reject_all(host: RejectAllOverride | None, fleet: FleetDefaults | None,
+                         configured: bool) -> tuple[bool, RejectAllSource]:
+    """Precedence of reject_all: host override > fleet default > the host's neti.yml."""
+    if host is not None:
+        return host.value, "host"
+    if fleet is not None and fleet.reject_all is not None:
+        return fleet.reject_all, "fleet"
+    return configured, "config"
