@@ -1,0 +1,136 @@
+"""The agent's pure decisions: grace period, mass-change guard, dead-man switch, sync pacing."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from ipaddress import IPv4Address
+
+from agent.deadman import Deadman
+from agent.membership import MembershipTracker, load_applied, save_applied
+from agent.runner import BoundedFrequencyRunner
+from neti_core.model import Member, Side
+
+
+def member(n: int, side: Side = Side.EC2) -> Member:
+    return Member(IPv4Address(f"54.0.{n // 256}.{n % 256}"), IPv4Address(f"10.0.{n // 256}.{n % 256}"),
+                  IPv4Address(f"192.168.{n // 256}.{n % 256}"), side)
+
+
+def test_additions_apply_at_once_and_removals_wait_for_the_grace_period():
+    tracker = MembershipTracker(grace_seconds=60)
+    plan = tracker.plan([member(1), member(2)], now=0, maxchange=20)
+    assert plan.members == (member(1), member(2))
+    tracker.commit(plan)
+    plan = tracker.plan([member(1), member(3)], now=10, maxchange=20)
+    assert set(plan.members) == {member(1), member(2), member(3)}
+    assert (plan.in_grace, plan.removed, plan.next_expiry) == (1, 0, 70)
+    tracker.commit(plan)
+    plan = tracker.plan([member(1), member(3)], now=70, maxchange=20)
+    assert set(plan.members) == {member(1), member(3)} and plan.removed == 1
+    tracker.commit(plan)
+
+
+def test_a_member_that_returns_within_grace_is_never_removed():
+    tracker = MembershipTracker(grace_seconds=60)
+    tracker.commit(tracker.plan([member(1), member(2)], now=0, maxchange=20))
+    tracker.commit(tracker.plan([member(1)], now=10, maxchange=20))
+    tracker.commit(tracker.plan([member(1), member(2)], now=30, maxchange=20))
+    plan = tracker.plan([member(1), member(2)], now=100, maxchange=20)
+    assert plan.removed == 0 and set(plan.members) == {member(1), member(2)}
+
+
+def test_guard_counts_removals_not_net_change_and_holds_them():
+    tracker = MembershipTracker(grace_seconds=0)
+    tracker.commit(tracker.plan([member(n) for n in range(10)], now=0, maxchange=3))
+    # 5 vanish and 5 new ones arrive: the net change is 0, but 5 removals > maxchange 3.
+    live = [member(n) for n in range(5)] + [member(n) for n in range(100, 105)]
+    plan = tracker.plan(live, now=1, maxchange=3)
+    assert plan.guard_tripped and plan.blocked_removals == 5
+    assert set(plan.members) == {member(n) for n in range(10)} | {member(n) for n in range(100, 105)}
+    tracker.commit(plan)
+    # An operator raises maxchange: the removals go through and the guard clears.
+    plan = tracker.plan(live, now=2, maxchange=5)
+    assert not plan.guard_tripped and plan.removed == 5
+    assert set(plan.members) == set(live)
+
+
+def test_guard_clears_when_the_members_return():
+    tracker = MembershipTracker(grace_seconds=0)
+    everyone = [member(n) for n in range(10)]
+    tracker.commit(tracker.plan(everyone, now=0, maxchange=2))
+    tracker.commit(tracker.plan(everyone[:4], now=1, maxchange=2))
+    plan = tracker.plan(everyone, now=2, maxchange=2)
+    assert not plan.guard_tripped and plan.removed == 0 and len(plan.members) == 10
+
+
+def test_a_live_entry_wins_its_overlay_ip_over_a_kept_one():
+    tracker = MembershipTracker(grace_seconds=60)
+    old = member(1)
+    tracker.commit(tracker.plan([old], now=0, maxchange=20))
+    moved = Member(IPv4Address("54.9.9.9"), IPv4Address("10.9.9.9"), old.overlay, Side.VPC)
+    plan = tracker.plan([moved], now=1, maxchange=20)
+    assert plan.members == (moved,)
+
+
+def test_applied_members_survive_a_restart(tmp_path):
+    path = tmp_path / "state" / "applied-members.json"
+    save_applied(path, [member(1), member(2, Side.VPC)])
+    members, problems = load_applied(path)
+    assert set(members) == {member(1), member(2, Side.VPC)} and problems == []
+    path.write_text('["1.2.3.4|x|y|0", "54.0.0.1|10.0.0.1|192.168.0.1|0"]')
+    members, problems = load_applied(path)
+    assert members == [member(1)] and len(problems) == 1
+    path.write_text("{not json")
+    assert load_applied(path)[0] == [] and load_applied(tmp_path / "none.json") == ([], [])
+
+
+def test_deadman_confirms_after_settling_and_rolls_back_when_overdue():
+    deadman = Deadman(confirm_seconds=30)
+    deadman.armed(now=100)
+    assert deadman.state == "pending"
+    assert not deadman.may_confirm(105) and deadman.next_wakeup(105) == 5
+    assert deadman.may_confirm(110)
+    assert not deadman.overdue(129) and deadman.overdue(130)
+    deadman.rolled_back(token=("host", 7))
+    assert deadman.suppresses(("host", 7)) and not deadman.suppresses(("host", 8))
+    deadman.armed(now=200)
+    deadman.confirm()
+    assert deadman.state == "confirmed" and deadman.next_wakeup(201) is None
+
+
+def test_runner_coalesces_a_burst_into_few_syncs_and_resyncs_periodically():
+    calls: list[float] = []
+    runner = BoundedFrequencyRunner(lambda: calls.append(time.monotonic()), lambda: 0.2,
+                                    max_interval=0.5)
+    thread = threading.Thread(target=runner.run_forever)
+    thread.start()
+    try:
+        for _ in range(200):
+            runner.mark_dirty()
+            time.sleep(0.002)  # a burst lasting ~0.4 s
+        time.sleep(1.3)
+    finally:
+        runner.stop()
+        thread.join(5)
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    assert 3 <= len(calls) <= 8, calls
+    assert min(gaps) >= 0.19  # never more often than min_interval
+    assert max(gaps) <= 0.75  # never less often than max_interval (with scheduling slack)
+
+
+def test_runner_wakes_when_the_sync_asks():
+    calls: list[float] = []
+
+    def sync() -> float | None:
+        calls.append(time.monotonic())
+        return 0.1 if len(calls) == 1 else None
+
+    runner = BoundedFrequencyRunner(sync, lambda: 0.05, max_interval=30)
+    thread = threading.Thread(target=runner.run_forever)
+    thread.start()
+    time.sleep(0.5)
+    runner.stop()
+    thread.join(5)
+    assert len(calls) == 2 and 0.08 <= calls[1] - calls[0] <= 0.4
