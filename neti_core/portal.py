@@ -1,0 +1,149 @@
+"""A TCP portal from inside a network namespace to an address outside it.
+
+A socket belongs to the network namespace its creating thread was in, and keeps it. So one
+process can listen inside a namespace and connect out of another: that lets agents in lab and
+test namespaces reach the ZooKeeper (and EC2 API) served on the machine's loopback, without
+giving the namespaces a route to the host or touching the host's own firewall.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import logging
+import os
+import selectors
+import socket
+import threading
+from collections.abc import Iterator
+
+log = logging.getLogger(__name__)
+
+_CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+@contextlib.contextmanager
+def in_netns(name: str) -> Iterator[None]:
+    """Run the body in network namespace ``name`` (this thread only), then come back."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    except FileNotFoundError:
+        os.close(own)
+        raise OSError(errno.ENOENT, f"no network namespace {name!r}") from None
+    try:
+        _setns(target)
+        try:
+            yield
+        finally:
+            _setns(own)
+    finally:
+        os.close(target)
+        os.close(own)
+
+
+def listen_in_netns(name: str, host: str, port: int, backlog: int = 128) -> socket.socket:
+    with in_netns(name):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    return sock
+
+
+class Portal:
+    """Accepts on (host, port) inside ``netns``; pipes each connection to ``target`` outside."""
+
+    def __init__(self, netns: str, listen: tuple[str, int], target: tuple[str, int]) -> None:
+        self.netns = netns
+        self.listen_address = listen
+        self.target = target
+        self._listener = listen_in_netns(netns, *listen)
+        self._selector = selectors.DefaultSelector()
+        self._pairs: dict[socket.socket, socket.socket] = {}
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"portal-{netns}", daemon=True)
+
+    def start(self) -> Portal:
+        self._listener.setblocking(False)
+        self._selector.register(self._listener, selectors.EVENT_READ)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stopped.is_set():
+            for key, _ in self._selector.select(timeout=0.2):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                if sock is self._listener:
+                    self._accept()
+                else:
+                    self._pump(sock)
+
+    def _accept(self) -> None:
+        try:
+            inner, _ = self._listener.accept()
+        except OSError:
+            return
+        try:
+            outer = socket.create_connection(self.target, timeout=5)
+        except OSError as exc:
+            log.debug("portal %s: cannot reach %s: %s", self.netns, self.target, exc)
+            inner.close()
+            return
+        for sock in (inner, outer):
+            sock.setblocking(False)
+        with self._lock:
+            self._pairs[inner], self._pairs[outer] = outer, inner
+        self._selector.register(inner, selectors.EVENT_READ)
+        self._selector.register(outer, selectors.EVENT_READ)
+
+    def _pump(self, source: socket.socket) -> None:
+        peer = self._pairs.get(source)
+        try:
+            data = source.recv(65536)
+            if data and peer is not None:
+                peer.setblocking(True)
+                peer.sendall(data)
+                peer.setblocking(False)
+                return
+        except OSError:
+            pass
+        self._close_pair(source)
+
+    def _close_pair(self, sock: socket.socket) -> None:
+        with self._lock:
+            peer = self._pairs.pop(sock, None)
+            if peer is not None:
+                self._pairs.pop(peer, None)
+        for s in (sock, peer):
+            if s is None:
+                continue
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(s)
+            s.close()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(2)
+        for sock in list(self._pairs):
+            self._close_pair(sock)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(self._listener)
+        self._listener.close()
+        self._selector.close()
+
+    def __enter__(self) -> Portal:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
