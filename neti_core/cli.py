@@ -7,10 +7,12 @@ status) as a parser default. Adding a command is one line in ``COMMANDS``.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from neti_core import __version__
-from neti_core.ops import configcmd, registrycmd, report
+from neti_core.ops import configcmd, registrycmd, report, sg
 from neti_core.ops.common import PROG, Subparsers
 from neti_core.ops.placeholder import placeholder
 
@@ -18,15 +20,26 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     configcmd.add_parser,
     registrycmd.add_parser,
     report.add_parser,
-    placeholder("sg", "security-group helpers"),
+    sg.add_parser,
     placeholder("check", "the Nagios/Sensu rule check"),
     placeholder("zk-proxy", "the ZooKeeper proxy rules"),
     placeholder("lab", "the lab (local fleet with ZooKeeper, EC2 API and console)"),
 ]
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """Usage errors are one line and exit 2, like every other bad input to ``neti``.
+
+    Subcommand parsers are made with the class of their parent, so they inherit this.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Neti operations command.")
+    parser = OneLineErrorParser(prog=PROG, description="Neti operations command.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_parser in COMMANDS:
