@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from neti_core import __version__
-from neti_core.ops import configcmd, registrycmd, report, sg
+from neti_core.ops import configcmd, registrycmd, report, sg, zkproxy
 from neti_core.ops.common import PROG, Subparsers
 from neti_core.ops.placeholder import placeholder
 
@@ -22,7 +22,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     report.add_parser,
     sg.add_parser,
     placeholder("check", "the Nagios/Sensu rule check"),
-    placeholder("zk-proxy", "the ZooKeeper proxy rules"),
+    zkproxy.add_parser,
     placeholder("lab", "the lab (local fleet with ZooKeeper, EC2 API and console)"),
 ]
 
