@@ -1,0 +1,281 @@
+"""The firewall backend interface, its errors, and ``make_backend`` (which picks one).
+
+Interface, as the agent uses it::
+
+    from neti_core.rules import build_ruleset
+    from neti_core.firewall.base import make_backend, FirewallError
+
+    backend = make_backend(config)              # firewall_backend: auto | restore | iptc | recording
+    backend.describe()                          # e.g. "restore (iptables-nft)"; .detection says why
+    desired = build_ruleset(side, members, config, reject_all)   # pure; desired.hash: 16 hex chars
+    result = backend.apply(desired)             # ApplyResult: mode full|delta|noop|..., seconds, summary
+    backend.verify(desired)                     # raises FirewallVerifyError(.drift) unless live == desired
+    drift = backend.drift(desired)              # Drift: falsy when in sync, str() lists what differs
+    backend.repair(desired)                     # full re-apply from what is live, then verify
+    print(backend.plan(desired))                # what would change; reads only, never writes
+    backend.flush()                             # removes every NETI-* chain, jump and Neti's ipset
+    backend.read()                              # LiveState: the normalised live objects
+
+Guarantees: ``apply`` is atomic per table and, when it raises :class:`FirewallApplyError`, the
+rules that were live before are still live (a failed delta falls back once to a full sync, which is
+atomic per table too). The first apply of a backend object is a full sync; later ones apply the
+diff against what this object last applied. Rules of other tools in the same tables are never
+touched. Backends act in the network namespace of the *calling thread* and start no threads, so an
+agent started with ``ip netns exec NS`` programs NS; ``make_backend(config, netns="NS")`` instead
+returns a proxy that runs every call on a thread pinned inside NS (used by tests and the lab).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from neti_core.errors import NetiError
+from neti_core.firewall.live import Drift, LiveState, compare
+from neti_core.render import render_iptables_full
+from neti_core.rules import RuleSet, RuleSetDiff, diff
+
+if TYPE_CHECKING:
+    from neti_core.config import NetiConfig
+    from neti_core.firewall.detect import Detection
+
+# The backend `auto` picks where the host's iptables is legacy (see detect.py and the bench).
+AUTO_LEGACY_BACKEND = "iptc"
+_PLAN_COMMAND_LINES = 40
+
+
+class FirewallError(NetiError):
+    """Base of the firewall errors."""
+
+
+class FirewallUnavailableError(FirewallError):
+    """The tools, library or privileges a backend needs are missing."""
+
+
+class FirewallApplyError(FirewallError):
+    """The kernel refused a change; the rules that were live before are still live."""
+
+
+class FirewallVerifyError(FirewallError):
+    """What is live differs from what was applied; ``drift`` says how."""
+
+    def __init__(self, drift: Drift) -> None:
+        self.drift = drift
+        super().__init__(f"live rules differ from the RuleSet:\n{drift}")
+
+
+class BackendConflictError(FirewallError):
+    """The chosen backend would put Neti's rules in the other iptables flavour than the host's."""
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What an apply did: ``mode`` is full, delta, noop, repair or full-after-failed-delta."""
+
+    mode: str
+    ruleset_hash: str
+    seconds: float
+    summary: tuple[str, ...] = ()
+    drift: Drift = field(default_factory=Drift)
+
+
+class FirewallBackend(ABC):
+    """One way of getting a RuleSet into the kernel and reading it back. See the module docstring."""
+
+    name = "abstract"
+
+    def __init__(self, ipset_name: str) -> None:
+        self.ipset_name = ipset_name
+        self.detection: Detection | None = None
+        self._applied: RuleSet | None = None
+        self._lock = threading.RLock()
+
+    # -- what subclasses implement -------------------------------------------------------------
+    @abstractmethod
+    def _apply_full(self, desired: RuleSet, live: LiveState | None) -> None:
+        """Replace all Neti objects with ``desired``; ``live`` is a fresh read when the caller has one."""
+
+    @abstractmethod
+    def _apply_delta(self, change: RuleSetDiff) -> None:
+        """Apply only ``change``; raise FirewallApplyError (state unchanged) when the kernel refuses."""
+
+    @abstractmethod
+    def _read(self, ipset_name: str) -> LiveState:
+        """Read Neti's live objects."""
+
+    @abstractmethod
+    def _flush(self, live: LiveState) -> None:
+        """Remove the objects in ``live``."""
+
+    def describe(self) -> str:
+        return self.name
+
+    # -- the interface ------------------------------------------------------------------------
+    @property
+    def applied(self) -> RuleSet | None:
+        """The RuleSet this backend object last applied successfully (None: unknown, next is full)."""
+        return self._applied
+
+    def forget(self) -> None:
+        """Make the next apply a full sync (e.g. after the kernel state was changed behind our back)."""
+        self._applied = None
+
+    def apply(self, desired: RuleSet, *, full: bool = False) -> ApplyResult:
+        """Make the kernel hold ``desired``: a full sync the first time (or with ``full``), else a delta."""
+        with self._lock:
+            started = time.perf_counter()
+            previous, self._applied = self._applied, None
+            if full or previous is None:
+                self._apply_full(desired, None)
+                mode, summary = "full", diff(None, desired).summary()
+            else:
+                change = diff(previous, desired)
+                summary = change.summary()
+                if change.empty:
+                    mode = "noop"
+                else:
+                    try:
+                        self._apply_delta(change)
+                        mode = "delta"
+                    except FirewallApplyError as exc:
+                        summary = [*summary, f"delta refused ({exc}); full sync instead"]
+                        self._apply_full(desired, None)
+                        mode = "full-after-failed-delta"
+            self._applied = desired
+            return ApplyResult(mode, desired.hash, time.perf_counter() - started, tuple(summary))
+
+    def read(self, ipset_name: str | None = None) -> LiveState:
+        """Neti's objects as they are in the kernel now, normalised for comparison."""
+        with self._lock:
+            return self._read(ipset_name or self.ipset_name)
+
+    def drift(self, desired: RuleSet) -> Drift:
+        """What differs between the kernel and ``desired`` (empty when in sync)."""
+        return compare(self.read(desired.ipset_name), desired)
+
+    def verify(self, desired: RuleSet) -> None:
+        """Raise FirewallVerifyError unless the kernel holds exactly ``desired``."""
+        found = self.drift(desired)
+        if found:
+            raise FirewallVerifyError(found)
+
+    def repair(self, desired: RuleSet) -> ApplyResult:
+        """Drift check, and when anything differs a full sync built from what is live, then verify."""
+        with self._lock:
+            started = time.perf_counter()
+            live = self._read(desired.ipset_name)
+            found = compare(live, desired)
+            if not found:
+                self._applied = desired
+                return ApplyResult("noop", desired.hash, time.perf_counter() - started)
+            self._applied = None
+            self._apply_full(desired, live)
+            self._applied = desired
+            self.verify(desired)
+            return ApplyResult("repair", desired.hash, time.perf_counter() - started,
+                               tuple(found.items), found)
+
+    def plan(self, desired: RuleSet, *, commands: bool = False) -> str:
+        """Human-readable: what is different now and what a sync would do. Reads only."""
+        live = self.read(desired.ipset_name)
+        found = compare(live, desired)
+        lines = [f"plan: ruleset {desired.hash} (side={desired.side.value}, "
+                 f"reject_all={desired.reject_all}) on {self.describe()}"]
+        if not found:
+            lines.append("  in sync: nothing would change")
+            return "\n".join(lines) + "\n"
+        lines.append(f"  {len(found.items)} difference(s) would be fixed:")
+        lines += [f"  - {item}" for item in found.items]
+        if commands:
+            stale = {}
+            for table, name in live.chains:
+                if name not in desired.chain_names.get(table, ()):
+                    stale.setdefault(table, []).append(name)
+            text = render_iptables_full(desired, live.jumps, stale).splitlines()
+            lines.append("  iptables-restore --noflush input of a full sync:")
+            lines += [f"    {line}" for line in text[:_PLAN_COMMAND_LINES]]
+            if len(text) > _PLAN_COMMAND_LINES:
+                lines.append(f"    … {len(text) - _PLAN_COMMAND_LINES} more lines")
+        return "\n".join(lines) + "\n"
+
+    def flush(self) -> None:
+        """Remove every Neti chain, every jump into one and Neti's sets; nothing else."""
+        with self._lock:
+            self._flush(self._read(self.ipset_name))
+            self._applied = None
+
+
+class NamespacedBackend:
+    """Runs every call of a backend on one thread pinned inside a network namespace.
+
+    For callers that are not themselves inside the namespace (tests, the in-process lab). The
+    wrapped backend's methods are proxied one to one.
+    """
+
+    def __init__(self, backend: FirewallBackend, netns: str) -> None:
+        from neti_core.netns import NetnsWorker
+
+        self.backend = backend
+        self.netns = netns
+        self._worker = NetnsWorker(netns)
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.backend, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self._worker.call(attribute, *args, **kwargs)
+
+        return call
+
+    def close(self) -> None:
+        self._worker.close()
+
+
+def make_backend(config: NetiConfig, *, netns: str | None = None,
+                 record_path: Path | None = None) -> Any:
+    """The backend ``config.firewall_backend`` asks for; ``auto`` follows the host's iptables flavour.
+
+    ``auto``: nft hosts get ``restore`` with iptables-nft (python-iptables cannot write nft tables);
+    legacy hosts get ``AUTO_LEGACY_BACKEND``. An explicit ``iptc`` on a host whose rules live in
+    nft raises BackendConflictError rather than splitting the rules across the two. With
+    ``netns`` the backend is wrapped in a NamespacedBackend (detection runs inside the namespace).
+    """
+    from neti_core.firewall.detect import detect
+    from neti_core.firewall.recording import RecordingBackend
+
+    choice = config.firewall_backend
+    if choice == "recording":
+        return RecordingBackend(config.ipset_name, path=record_path)
+    if netns is not None:
+        from neti_core.netns import call_in_netns
+
+        detection = call_in_netns(netns, detect)
+    else:
+        detection = detect()
+    backend = _construct(choice, detection, config.ipset_name)
+    backend.detection = detection
+    return NamespacedBackend(backend, netns) if netns is not None else backend
+
+
+def _construct(choice: str, detection: Detection, ipset_name: str) -> FirewallBackend:
+    from neti_core.firewall.restore import RestoreBackend
+
+    if choice == "auto":
+        choice = "restore" if detection.mode == "nft" else AUTO_LEGACY_BACKEND
+    if choice == "restore":
+        return RestoreBackend(ipset_name, flavour=detection.mode)
+    if choice == "iptc":
+        if detection.mode == "nft" and detection.nft_rules:
+            raise BackendConflictError(
+                f"firewall_backend iptc writes legacy tables, but this host's rules are in nft "
+                f"({detection.reason}); use restore or auto")
+        from neti_core.firewall.iptc_backend import IptcBackend
+
+        return IptcBackend(ipset_name)
+    raise FirewallUnavailableError(f"unknown firewall backend {choice!r}")

@@ -1,0 +1,104 @@
+"""Which iptables flavour (nft or legacy) this host uses, decided the way Calico's Felix does.
+
+Rules in the two flavours are evaluated independently by the kernel, and each tool only shows its
+own, so a host whose Docker or operator rules live in nft must get Neti's rules in nft too (and the
+other way round). Felix counts the rules each flavour holds and follows the one in use; with no
+rules anywhere it follows the host's configured ``iptables`` (Debian's alternatives), which is what
+tools started later will use. Counting includes Neti's own rules, so a host keeps its flavour
+across agent restarts.
+
+Everything is read in the calling thread's network namespace (``/proc/thread-self``, not
+``/proc/self``, so a thread pinned into a namespace sees that namespace).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The flavour chosen and the evidence: rule counts (None: tool absent) and the system default."""
+
+    mode: str  # "nft" or "legacy"
+    reason: str
+    nft_rules: int | None
+    legacy_rules: int | None
+    system_mode: str | None
+
+
+def decide(nft_rules: int | None, legacy_rules: int | None, system_mode: str | None) -> Detection:
+    """Pure decision from the evidence (unit-tested for every combination)."""
+    def result(mode: str, reason: str) -> Detection:
+        return Detection(mode, reason, nft_rules, legacy_rules, system_mode)
+
+    if nft_rules is None and legacy_rules is None:
+        from neti_core.firewall.base import FirewallUnavailableError
+
+        raise FirewallUnavailableError("neither iptables-nft-save nor iptables-legacy-save is installed")
+    if legacy_rules is None:
+        return result("nft", "only iptables-nft is installed")
+    if nft_rules is None:
+        return result("legacy", "only iptables-legacy is installed")
+    if nft_rules and not legacy_rules:
+        return result("nft", f"{nft_rules} rules in nft, none in legacy")
+    if legacy_rules and not nft_rules:
+        return result("legacy", f"{legacy_rules} rules in legacy, none in nft")
+    if nft_rules and legacy_rules and nft_rules != legacy_rules:
+        mode = "nft" if nft_rules > legacy_rules else "legacy"
+        return result(mode, f"rules in both ({nft_rules} nft, {legacy_rules} legacy): following the larger")
+    fallback = system_mode or "nft"
+    what = f"iptables is {system_mode}" if system_mode else "iptables mode unknown, nft by default"
+    prefix = "equal rule counts in both" if nft_rules else "no rules yet"
+    return result(fallback, f"{prefix}; {what}")
+
+
+def system_mode() -> str | None:
+    """The flavour of the plain ``iptables`` command: ``iptables -V`` prints (nf_tables) or (legacy)."""
+    if shutil.which("iptables") is None:
+        return None
+    try:
+        out = subprocess.run(["iptables", "-V"], capture_output=True, text=True, timeout=_TIMEOUT).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if "nf_tables" in out:
+        return "nft"
+    if "legacy" in out:
+        return "legacy"
+    return None
+
+
+def count_rules(save_command: str) -> int | None:
+    """``-A`` lines in a flavour's save output; None when the tool is not installed."""
+    if shutil.which(save_command) is None:
+        return None
+    try:
+        result = subprocess.run([save_command], capture_output=True, text=True, timeout=_TIMEOUT)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sum(1 for line in result.stdout.splitlines() if line.startswith("-A "))
+
+
+def legacy_tables_exist() -> bool:
+    """Whether any legacy table exists in this namespace, without loading a module to find out."""
+    try:
+        return bool(Path("/proc/thread-self/net/ip_tables_names").read_text().split())
+    except OSError:
+        return False
+
+
+def detect() -> Detection:
+    """Detect the flavour of the calling thread's network namespace."""
+    nft = count_rules("iptables-nft-save")
+    if shutil.which("iptables-legacy-save") is None:
+        legacy = None
+    elif not legacy_tables_exist():
+        legacy = 0
+    else:
+        legacy = count_rules("iptables-legacy-save")
+    return decide(nft, legacy, system_mode())
