@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from neti_core import __version__
-from neti_core.ops import configcmd, registrycmd, report, sg, zkproxy
+from neti_core.ops import check, configcmd, registrycmd, report, sg, zkproxy
 from neti_core.ops.common import PROG, Subparsers
 from neti_core.ops.placeholder import placeholder
 
@@ -21,7 +21,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     registrycmd.add_parser,
     report.add_parser,
     sg.add_parser,
-    placeholder("check", "the Nagios/Sensu rule check"),
+    check.add_parser,
     zkproxy.add_parser,
     placeholder("lab", "the lab (local fleet with ZooKeeper, EC2 API and console)"),
 ]
