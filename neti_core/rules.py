@@ -168,6 +168,11 @@ class RuleSet:
     def dnat_specs(self) -> tuple[str, ...]:
         return tuple(dnat_spec(overlay, target) for overlay, target in self.dnat)
 
+    @cached_property
+    def dnat_by_spec(self) -> dict[str, tuple[IPv4Address, IPv4Address]]:
+        """DNAT rule text → (overlay, target): set operations on str keys make a 10k diff cheap."""
+        return dict(zip(self.dnat_specs, self.dnat, strict=True))
+
     @property
     def chains(self) -> tuple[Chain, ...]:
         """Every Neti chain with structured rules (the DNAT chain is kept as the ``dnat`` map)."""
@@ -183,7 +188,7 @@ class RuleSet:
         """A short, stable hex digest of exactly what would be programmed (published in status)."""
         digest = hashlib.sha256()
         digest.update(f"ipset {self.ipset_name}\n".encode())
-        digest.update("\n".join(sorted(self.member_strings, key=_ip_key)).encode())
+        digest.update("\n".join(sorted(self.member_strings)).encode())
         for chain in self.filter_chains:
             digest.update(f"\nchain {chain.table} {chain.name}\n".encode())
             digest.update("\n".join(chain.specs()).encode())
@@ -201,10 +206,6 @@ class RuleSet:
             "dnat_rules": len(self.dnat),
             "skipped": len(self.skipped),
         }
-
-
-def _ip_key(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split("."))
 
 
 def filter_rules(side: Side, config: NetiConfig, reject_all: bool) -> tuple[Chain, ...]:
@@ -344,16 +345,21 @@ def diff(old: RuleSet | None, new: RuleSet) -> RuleSetDiff:
     if old is None or old.ipset_name != new.ipset_name:
         ipset_full, add, delete = True, frozenset(), frozenset()
     else:
-        ipset_full, add, delete = False, new.members - old.members, old.members - new.members
+        # By text (cached per RuleSet): IPv4Address equality is Python-level and 10x slower.
+        ipset_full = False
+        add = frozenset(map(IPv4Address, new.member_strings - old.member_strings))
+        delete = frozenset(map(IPv4Address, old.member_strings - new.member_strings))
     old_chains = {(c.table, c.name): c for c in old.filter_chains} if old else {}
     new_keys = {(c.table, c.name) for c in new.filter_chains}
     changed = tuple(c for c in new.filter_chains if old_chains.get((c.table, c.name)) != c)
     removed = tuple(key for key in old_chains if key not in new_keys)
-    old_dnat = old.dnat_map if old else {}
-    new_dnat = new.dnat_map
-    dnat_add = tuple(sorted(item for item in new.dnat if old_dnat.get(item[0]) != item[1]))
-    dnat_del = tuple(sorted(item for item in (old.dnat if old else ())
-                            if new_dnat.get(item[0]) != item[1]))
+    # Compared by rule text (cached per RuleSet; str hashing is C-fast), in overlay order.
+    if old is None:
+        dnat_add, dnat_del = new.dnat, ()
+    else:
+        new_by, old_by = new.dnat_by_spec, old.dnat_by_spec
+        dnat_add = tuple(sorted(new_by[spec] for spec in new_by.keys() - old_by.keys()))
+        dnat_del = tuple(sorted(old_by[spec] for spec in old_by.keys() - new_by.keys()))
     old_jumps = set(old.jumps) if old else set()
     return RuleSetDiff(
         old=old, new=new, ipset_full=ipset_full, ipset_add=add, ipset_del=delete,

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neti_core.errors import NetiError
-from neti_core.firewall.live import Drift, LiveState, compare
+from neti_core.firewall.live import Drift, LiveState, compare, stale_chains
 from neti_core.render import render_iptables_full
 from neti_core.rules import RuleSet, RuleSetDiff, diff
 
@@ -191,11 +191,7 @@ class FirewallBackend(ABC):
         lines.append(f"  {len(found.items)} difference(s) would be fixed:")
         lines += [f"  - {item}" for item in found.items]
         if commands:
-            stale = {}
-            for table, name in live.chains:
-                if name not in desired.chain_names.get(table, ()):
-                    stale.setdefault(table, []).append(name)
-            text = render_iptables_full(desired, live.jumps, stale).splitlines()
+            text = render_iptables_full(desired, live.jumps, stale_chains(live, desired)).splitlines()
             lines.append("  iptables-restore --noflush input of a full sync:")
             lines += [f"    {line}" for line in text[:_PLAN_COMMAND_LINES]]
             if len(text) > _PLAN_COMMAND_LINES:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neti_core.firewall.base import FirewallBackend
-from neti_core.firewall.live import LiveState, expected_state, render_flush
+from neti_core.firewall.live import LiveState, expected_state, render_flush, stale_chains
 from neti_core.render import (
     render_ipset_delta,
     render_ipset_full,
@@ -59,11 +59,7 @@ class RecordingBackend(FirewallBackend):
 
     def _apply_full(self, desired: RuleSet, live: LiveState | None) -> None:
         current = live or self.state
-        stale: dict[str, list[str]] = {}
-        for table, name in current.chains:
-            if name not in desired.chain_names.get(table, ()):
-                stale.setdefault(table, []).append(name)
-        text = render_iptables_full(desired, current.jumps, stale)
+        text = render_iptables_full(desired, current.jumps, stale_chains(current, desired))
         self._record("full", desired.hash, text, render_ipset_full(desired))
         self.state = self._merge(expected_state(desired))
 

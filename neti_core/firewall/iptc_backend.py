@@ -1,0 +1,395 @@
+"""The ``iptc`` backend: python-iptables (libiptc), one commit per table; sets via ``ipset restore``.
+
+What python-iptables does not do for us, and how this module makes up for it:
+
+* It writes the *legacy* tables only; ``make_backend`` never picks it where the host's rules are in
+  nft (see detect.py).
+* It ignores the xtables lock that ``iptables-legacy -w`` takes, and a legacy commit replaces a
+  whole table, so two writers can lose each other's rules: every read-modify-commit here holds
+  ``/run/xtables.lock`` (flock, like iptables itself).
+* Its read-back prints masks (``10.0.0.1/255.255.255.255``) and keeps its own parameter lists;
+  :func:`rule_spec` normalises a rule to the exact ``iptables-save`` text Neti compares against.
+* Building or decoding a python-iptables ``Rule`` costs ~150 µs (1.5 s for a 10k-rule DNAT chain),
+  so the DNAT chain, the only one that scales with the fleet, is written and read as raw
+  ``ipt_entry`` bytes through python-iptables' own libiptc binding: one template entry is built by
+  python-iptables, then only its destination and DNAT address bytes change per rule.
+* Its ``Table`` objects are process-wide singletons holding a libiptc handle, which belongs to the
+  network namespace of the thread that opened it: every operation re-opens the handle on the
+  calling thread under a process-wide lock.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import fcntl
+import os
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from ipaddress import IPv4Address, IPv4Network
+from socket import inet_ntoa
+from typing import Any
+
+from neti_core.firewall.base import FirewallApplyError, FirewallBackend, FirewallUnavailableError
+from neti_core.firewall.live import LiveState, stale_chains
+from neti_core.firewall.tools import add_sets, finish, ipset_names, ipset_restore, start
+from neti_core.render import render_ipset_delta, render_ipset_stage, render_ipset_swap
+from neti_core.rules import CHAIN_PREFIX, DNAT_CHAIN, FILTER, NAT, Rule, RuleSet, RuleSetDiff, dnat_spec
+
+_PROCESS_LOCK = threading.RLock()
+_MARK_DST, _MARK_TO = "203.0.113.77", "198.51.100.99"  # template markers, found and patched by offset
+# Fields of struct ipt_entry the kernel fills in (nfcache, comefrom, counters): ignored in compares.
+_KERNEL_FIELDS = ((84, 88), (92, 112))
+
+
+def _load() -> Any:
+    try:
+        import iptc
+        import iptc.ip4tc
+    except Exception as exc:  # ImportError, or XTablesError when libxtables is missing
+        raise FirewallUnavailableError(f"python-iptables unusable: {exc}") from exc
+    return iptc
+
+
+@contextmanager
+def xtables_lock(wait_seconds: float) -> Iterator[None]:
+    """Hold the lock ``iptables-legacy -w`` uses, waiting up to ``wait_seconds``."""
+    path = os.environ.get("XTABLES_LOCKFILE", "/run/xtables.lock")
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise FirewallUnavailableError(f"cannot open {path}: {exc.strerror}") from exc
+    try:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise FirewallApplyError(f"xtables lock {path} held for {wait_seconds}s") from None
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)
+
+
+class DnatTemplate:
+    """A DNAT ``ipt_entry`` built once by python-iptables; entries for other addresses are patched copies."""
+
+    def __init__(self, iptc: Any) -> None:
+        rule = iptc.Rule()
+        rule.dst = _MARK_DST
+        rule.create_target("DNAT").to_destination = _MARK_TO
+        raw = bytearray(bytes(rule.rule))
+        target_offset = struct.unpack_from("=H", raw, 88)[0]
+        name = target_offset + 2  # struct xt_entry_target: u16 size, char name[29], u8 revision
+        end = raw.index(0, name) + 1
+        # The kernel copies back only the name's bytes and NUL; the rest of the field is whatever
+        # libiptc's buffer held, so it is ignored in comparisons (and zeroed in what we write).
+        raw[end:name + 29] = bytes(name + 29 - end)
+        dst, to = socket.inet_aton(_MARK_DST), socket.inet_aton(_MARK_TO)
+        if raw[4:8] != dst:
+            raise FirewallUnavailableError("unexpected ipt_entry layout from python-iptables")
+        self.to_offsets = [i for i in range(target_offset, len(raw) - 3) if raw[i:i + 4] == to]
+        if not self.to_offsets:
+            raise FirewallUnavailableError("cannot find the DNAT address in python-iptables' entry")
+        self.size = len(raw)
+        self.variable = [(4, 8), *_KERNEL_FIELDS, (end, name + 29),
+                         *((o, o + 4) for o in self.to_offsets)]
+        # Comparing as integers (one AND, one ==) is the cheapest whole-entry check in Python.
+        mask = bytearray(b"\xff" * self.size)
+        for first, last in self.variable:
+            mask[first:last] = bytes(last - first)
+        self.mask_int = int.from_bytes(mask, "big")
+        self.masked_int = int.from_bytes(raw, "big") & self.mask_int
+        self.buffer = raw  # patched in place; the ctypes view below shares its memory
+        self.entry = ct.cast((ct.c_ubyte * self.size).from_buffer(self.buffer),
+                             ct.POINTER(iptc.ip4tc.ipt_entry))
+
+    def fill(self, overlay: IPv4Address, target: IPv4Address) -> Any:
+        """The template pointing ``overlay`` at ``target`` (valid until the next fill)."""
+        self.buffer[4:8] = overlay.packed
+        packed = target.packed
+        for offset in self.to_offsets:
+            self.buffer[offset:offset + 4] = packed
+        return self.entry
+
+    def decode(self, data: bytes) -> str | None:
+        """The canonical spec when ``data`` is a plain Neti DNAT entry, else None."""
+        if len(data) != self.size or int.from_bytes(data, "big") & self.mask_int != self.masked_int:
+            return None
+        to = self.to_offsets[0]
+        # inet_ntoa prints exactly what str(IPv4Address) prints, 10x faster (see dnat_spec).
+        return f"-d {inet_ntoa(data[4:8])}/32 -j DNAT --to-destination {inet_ntoa(data[to:to + 4])}"
+
+
+def _address_spec(flag: str, text: str) -> list[str]:
+    """python-iptables' ``1.2.3.0/255.255.255.0`` (maybe ``!``-prefixed) → ``-s 1.2.3.0/24``."""
+    inverted = text.startswith("!")
+    network = IPv4Network(text.lstrip("!"))
+    if network.prefixlen == 0 and not inverted:
+        return []
+    return (["!"] if inverted else []) + [flag, str(network)]
+
+
+def rule_spec(rule: Any) -> str:
+    """A python-iptables Rule as ``iptables-save`` prints it (the normalised read-back)."""
+    parts = _address_spec("-s", rule.src) + _address_spec("-d", rule.dst)
+    for flag, iface in (("-i", rule.in_interface), ("-o", rule.out_interface)):
+        if iface:
+            parts += (["!", flag, iface[1:]] if iface.startswith("!") else [flag, iface])
+    if rule.protocol not in ("ip", "0", None):
+        parts += ["-p", rule.protocol]
+    for match in rule.matches:
+        parts += ["-m", match.name]
+        for key, raw in match.get_all_parameters().items():
+            values = list(raw)
+            parts += (["!", f"--{key}", *values[1:]] if values[:1] == ["!"] else [f"--{key}", *values])
+    target = rule.target
+    parts += ["-g" if target.goto else "-j", target.name]
+    for key, values in target.get_all_parameters().items():
+        parts += [f"--{key}", *values]
+    return " ".join(parts)
+
+
+class IptcBackend(FirewallBackend):
+    """Rules through libiptc (legacy tables), one commit per table; sets through ``ipset restore``."""
+
+    name = "iptc"
+    flavour = "legacy"
+
+    def __init__(self, ipset_name: str, *, wait_seconds: float = 10.0) -> None:
+        super().__init__(ipset_name)
+        self.iptc = _load()
+        self.wait_seconds = wait_seconds
+        self._template: DnatTemplate | None = None
+
+    def describe(self) -> str:
+        return "iptc (python-iptables, legacy tables)"
+
+    # -- libiptc plumbing ----------------------------------------------------------------------
+    def _table(self, name: str) -> Any:
+        """python-iptables' Table singleton with a fresh handle opened on this thread."""
+        try:
+            table = self.iptc.Table(name, autocommit=False)
+            table.refresh()
+        except self.iptc.IPTCError as exc:
+            raise FirewallUnavailableError(f"cannot open the {name} table: {exc}") from exc
+        return table
+
+    def _dnat(self) -> DnatTemplate:
+        if self._template is None:
+            self._template = DnatTemplate(self.iptc)
+        return self._template
+
+    def _entry(self, rule: Rule) -> Any:
+        r = self.iptc.Rule()
+        if rule.source is not None:
+            r.src = str(rule.source)
+        if rule.destination is not None:
+            r.dst = str(rule.destination)
+        if rule.in_interface is not None:
+            r.in_interface = rule.in_interface
+        if rule.protocol is not None:
+            r.protocol = rule.protocol
+            match = r.create_match(rule.protocol)
+            if rule.not_syn:
+                match.tcp_flags = ["!", "FIN,SYN,RST,ACK", "SYN"]
+            if rule.dport is not None:
+                match.dport = str(rule.dport)
+        if rule.ctstate is not None:
+            r.create_match("conntrack").ctstate = rule.ctstate
+        if rule.match_set is not None:
+            r.create_match("set").match_set = [rule.match_set, "src"]
+        target = r.create_target(rule.target)
+        if rule.to_destination is not None:
+            target.to_destination = str(rule.to_destination)
+        return r
+
+    def _commit(self, tables: list[Any], edit: Callable[[], None]) -> None:
+        """Run ``edit`` on the open handles and commit each table; any failure commits nothing more."""
+        try:
+            edit()
+            for table in tables:
+                table.commit()
+        except (self.iptc.IPTCError, ValueError) as exc:
+            for table in tables:
+                table.refresh()  # drop uncommitted changes
+            raise FirewallApplyError(f"libiptc refused the change: {exc}") from exc
+
+    def _jump_rules(self, table: Any, chain: str) -> list[tuple[int, str]]:
+        """(index, spec) of rules in ``chain`` that jump into a Neti chain."""
+        found = []
+        for index, rule in enumerate(self.iptc.Chain(table, chain).rules):
+            if rule.target.name.startswith(CHAIN_PREFIX):
+                found.append((index, rule_spec(rule)))
+        return found
+
+    def _fix_jumps(self, tables: dict[str, Any], desired: RuleSet) -> None:
+        """Exactly one jump per built-in chain, the desired one, first if it had to be added."""
+        for jump in desired.jumps:
+            table = tables[jump.table]
+            wanted = jump.rule.spec()
+            present = self._jump_rules(table, jump.chain)
+            keep = next((i for i, spec in present if spec == wanted), None)
+            for index, _ in sorted(present, reverse=True):
+                if index != keep:
+                    self._delete_num(table, jump.chain, index)
+            if keep is None:
+                self.iptc.Chain(table, jump.chain).insert_rule(self._entry(jump.rule), 0)
+
+    def _delete_num(self, table: Any, chain: str, index: int) -> None:
+        if table._iptc.iptc_delete_num_entry(chain.encode(), index, table._handle) != 1:
+            raise self.iptc.IPTCError(f"can't delete rule {index + 1} of {chain}: {table.strerror()}")
+
+    def _write_chain(self, table: Any, name: str, rules: tuple[Rule, ...]) -> None:
+        if table.is_chain(name):
+            table.flush_entries(name)
+        else:
+            table.create_chain(name)
+        chain = self.iptc.Chain(table, name)
+        for rule in rules:
+            chain.append_rule(self._entry(rule))
+
+    def _write_dnat(self, table: Any, dnat: tuple[tuple[IPv4Address, IPv4Address], ...]) -> None:
+        if table.is_chain(DNAT_CHAIN):
+            table.flush_entries(DNAT_CHAIN)
+        else:
+            table.create_chain(DNAT_CHAIN)
+        template, name, handle = self._dnat(), DNAT_CHAIN.encode(), table._handle
+        append = table._iptc.iptc_append_entry
+        for overlay, target in dnat:
+            if append(name, template.fill(overlay, target), handle) != 1:
+                raise self.iptc.IPTCError(f"can't append to {DNAT_CHAIN}: {table.strerror()}")
+
+    # -- FirewallBackend -------------------------------------------------------------------------
+    def _apply_full(self, desired: RuleSet, live: LiveState | None) -> None:
+        sets = set(live.sets) if live is not None else ipset_names()
+        stale = stale_chains(live, desired) if live is not None else {}
+        ipset_restore(render_ipset_stage(desired, create_live=desired.ipset_name not in sets,
+                                         destroy_stale_staging=desired.staging_set in sets))
+        try:
+            with _PROCESS_LOCK, xtables_lock(self.wait_seconds):
+                tables = {FILTER: self._table(FILTER), NAT: self._table(NAT)}
+
+                def edit() -> None:
+                    for chain in desired.filter_chains:
+                        self._write_chain(tables[chain.table], chain.name, chain.rules)
+                    self._write_dnat(tables[NAT], desired.dnat)
+                    self._fix_jumps(tables, desired)
+                    for table_name, names in stale.items():
+                        table = tables.get(table_name) or self._table(table_name)
+                        for name in names:
+                            table.flush_entries(name)
+                        for name in names:
+                            table.delete_chain(name)
+
+                self._commit(list(tables.values()), edit)
+        except FirewallApplyError:
+            ipset_restore(f"destroy {desired.staging_set}\n")
+            raise
+        ipset_restore(render_ipset_swap(desired))
+
+    def _apply_delta(self, change: RuleSetDiff) -> None:
+        new = change.new
+        if change.ipset_full:
+            sets = ipset_names()
+            ipset_restore(render_ipset_stage(new, create_live=new.ipset_name not in sets,
+                                             destroy_stale_staging=new.staging_set in sets))
+        else:
+            ipset_restore(render_ipset_delta(new.ipset_name, change.ipset_add, change.ipset_del))
+        try:
+            if change.touches_iptables:
+                self._iptables_delta(change)
+        except FirewallApplyError:
+            if change.ipset_full:
+                ipset_restore(f"destroy {new.staging_set}\n")
+            else:
+                ipset_restore(render_ipset_delta(new.ipset_name, change.ipset_del, change.ipset_add))
+            raise
+        if change.ipset_full:
+            ipset_restore(render_ipset_swap(new))
+
+    def _iptables_delta(self, change: RuleSetDiff) -> None:
+        names = {c.table for c in change.chains_changed} | {t for t, _ in change.chains_removed}
+        names |= {j.table for j in change.jumps_add + change.jumps_del}
+        if change.dnat_add or change.dnat_del:
+            names.add(NAT)
+        with _PROCESS_LOCK, xtables_lock(self.wait_seconds):
+            tables = {name: self._table(name) for name in sorted(names)}
+
+            def edit() -> None:
+                for chain in change.chains_changed:
+                    self._write_chain(tables[chain.table], chain.name, chain.rules)
+                if change.dnat_del or change.dnat_add:
+                    self._dnat_delta(tables[NAT], change)
+                if change.jumps_add or change.jumps_del:
+                    self._fix_jumps(tables, change.new)
+                for table_name, name in change.chains_removed:
+                    tables[table_name].flush_entries(name)
+                    tables[table_name].delete_chain(name)
+
+            self._commit(list(tables.values()), edit)
+
+    def _dnat_delta(self, table: Any, change: RuleSetDiff) -> None:
+        template, name, handle = self._dnat(), DNAT_CHAIN.encode(), table._handle
+        mask = (ct.c_ubyte * template.size)(*([0xFF] * template.size))
+        for overlay, target in change.dnat_del:
+            if table._iptc.iptc_delete_entry(name, template.fill(overlay, target), mask, handle) != 1:
+                raise self.iptc.IPTCError(f"can't delete {dnat_spec(overlay, target)}: {table.strerror()}")
+        for overlay, target in change.dnat_add:
+            if table._iptc.iptc_append_entry(name, template.fill(overlay, target), handle) != 1:
+                raise self.iptc.IPTCError(f"can't append {dnat_spec(overlay, target)}: {table.strerror()}")
+
+    def _read(self, ipset_name: str) -> LiveState:
+        sets = start(["ipset", "save"])  # runs while libiptc reads the tables
+        state = LiveState()
+        with _PROCESS_LOCK:
+            for table_name in (FILTER, NAT):
+                table = self._table(table_name)
+                for chain in table.chains:
+                    if chain.name == DNAT_CHAIN:
+                        state.chains[(table_name, chain.name)] = self._read_dnat(table)
+                    elif chain.name.startswith(CHAIN_PREFIX):
+                        state.chains[(table_name, chain.name)] = [rule_spec(r) for r in chain.rules]
+                    else:
+                        specs = [spec for _, spec in self._jump_rules(table, chain.name)]
+                        if specs:
+                            state.jumps[(table_name, chain.name)] = specs
+        return add_sets(state, finish(sets), ipset_name)
+
+    def _read_dnat(self, table: Any) -> list[str]:
+        template, lib, handle = self._dnat(), table._iptc, table._handle
+        specs = []
+        entry = lib.iptc_first_rule(DNAT_CHAIN.encode(), handle)
+        while entry:
+            data = ct.string_at(entry, entry.contents.next_offset)
+            spec = template.decode(data)
+            if spec is None:  # not one of ours: decode it the slow, general way
+                spec = rule_spec(self.iptc.Rule(entry.contents, self.iptc.Chain(table, DNAT_CHAIN)))
+            specs.append(spec)
+            entry = lib.iptc_next_rule(entry, handle)
+        return specs
+
+    def _flush(self, live: LiveState) -> None:
+        tables = sorted({t for t, _ in live.chains} | {t for t, _ in live.jumps})
+        if tables:
+            with _PROCESS_LOCK, xtables_lock(self.wait_seconds):
+                handles = {name: self._table(name) for name in tables}
+
+                def edit() -> None:
+                    for (table_name, chain), _ in sorted(live.jumps.items()):
+                        table = handles[table_name]
+                        for index, _ in sorted(self._jump_rules(table, chain), reverse=True):
+                            self._delete_num(table, chain, index)
+                    for table_name, chain in live.chains:
+                        handles[table_name].flush_entries(chain)
+                    for table_name, chain in live.chains:
+                        handles[table_name].delete_chain(chain)
+
+                self._commit(list(handles.values()), edit)
+        ipset_restore("".join(f"destroy {name}\n" for name in live.sets))
