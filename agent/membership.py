@@ -55,7 +55,9 @@ class MembershipTracker:
             self._vanished_since.setdefault(key, now)
         in_grace = [k for k in gone if now - self._vanished_since[k] < self.grace_seconds]
         expired = [k for k in gone if now - self._vanished_since[k] >= self.grace_seconds]
-        blocked = expired if len(expired) > maxchange else []
+        # The guard counts every member that would be removed, whether its grace period has run out
+        # or not: a mass outage shows up as staggered session expiries, never as one big step.
+        blocked = expired if len(gone) > maxchange else []
         # Live entries win an overlay IP over kept ones (a host that came back with new addresses).
         by_overlay: dict[object, Member] = {}
         for member in [*live_by_key.values(), *(self.applied[k] for k in [*in_grace, *blocked])]:

@@ -134,3 +134,14 @@ def test_runner_wakes_when_the_sync_asks():
     runner.stop()
     thread.join(5)
     assert len(calls) == 2 and 0.08 <= calls[1] - calls[0] <= 0.4
+
+
+def test_guard_sees_staggered_vanishing_as_one_mass_change():
+    """Sessions of dead hosts expire one by one; the guard must still see them together."""
+    tracker = MembershipTracker(grace_seconds=1)
+    everyone = [member(n) for n in range(4)]
+    tracker.commit(tracker.plan(everyone, now=0, maxchange=1))
+    tracker.commit(tracker.plan(everyone[:3], now=10, maxchange=1))  # the first expiry
+    tracker.commit(tracker.plan(everyone[:2], now=10.5, maxchange=1))  # the second, half a second later
+    plan = tracker.plan(everyone[:2], now=11.2, maxchange=1)  # the first one's grace is over
+    assert plan.guard_tripped and plan.blocked_removals == 1 and len(plan.members) == 4

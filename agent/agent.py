@@ -1,0 +1,374 @@
+"""The agent: register, watch, converge, guard, report. DESIGN.md "The agent's loop".
+
+One reconcile loop (a BoundedFrequencyRunner): ZooKeeper watches only mark it dirty. A sync takes
+a snapshot of the party and the controls, computes the desired RuleSet (pure), applies only what
+changed, verifies, and publishes ``status/<id>``. Losing ZooKeeper never flushes rules: the sync
+then keeps the last good rules and only looks after the dead-man deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import KazooException
+from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.protocol.states import KazooState
+from kazoo.retry import KazooRetry
+
+from agent.controls import ControlWatcher
+from agent.deadman import Deadman
+from agent.membership import MembershipPlan, MembershipTracker, load_applied, save_applied
+from agent.metrics import AgentMetrics
+from agent.runner import BoundedFrequencyRunner
+from agent.status import StatusPublisher
+from neti_core import __version__
+from neti_core.config import NetiConfig
+from neti_core.errors import NetiError
+from neti_core.imds import Identity
+from neti_core.model import Member, ParsedParty, parse_party
+from neti_core.registry import OverlayRegistry, PartyMembership
+from neti_core.rules import RuleSet, build_ruleset
+from neti_core.schema import AgentStatus, GuardState, RejectAllSource
+
+log = logging.getLogger(__name__)
+ZK_READ_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass
+class Applied:
+    """What is in the kernel now, as far as this agent knows."""
+
+    ruleset: RuleSet | None = None
+    reject_all: bool = False
+    source: RejectAllSource = "config"
+    membership_version: int = -1
+    members: int = 0
+    applied_at: float | None = None
+    apply_ms: float | None = None
+    plan: MembershipPlan | None = None
+    error: str | None = None
+    drift_repairs: int = 0
+    malformed: int = 0
+    guard: GuardState | None = None
+    problems: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Agent:
+    def __init__(self, config: NetiConfig, identity: Identity, backend: Any, *,
+                 zk_hosts: str | None = None, clock: Callable[[], float] = time.monotonic,
+                 state_dir: Path | None = None) -> None:
+        self.config = config
+        self.identity = identity
+        self.backend = backend
+        self.paths = config.zk_paths
+        self.zk_hosts = zk_hosts or config.zk_connect_string(identity.side)
+        self.clock = clock
+        self.metrics = AgentMetrics()
+        self.state_file = (state_dir or config.table_files_path) / "applied-members.json"
+        saved, notes = load_applied(self.state_file)
+        for note in notes:
+            log.warning("%s", note)
+        self.tracker = MembershipTracker(config.removal_grace_seconds, saved)
+        self.deadman = Deadman(config.reject_all_confirm_seconds)
+        self.applied = Applied()
+        self.overlay_ip: Any = None
+        self.client: KazooClient | None = None
+        self.membership: PartyMembership | None = None
+        self.controls: ControlWatcher | None = None
+        self.publisher: StatusPublisher | None = None
+        self.runner: BoundedFrequencyRunner | None = None
+        self._last_full_check = float("-inf")
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def connect(self, timeout: float | None = None) -> None:
+        """Connect to ZooKeeper, retrying until it answers (or ``timeout`` passes)."""
+        retry = KazooRetry(max_tries=-1, delay=0.2, max_delay=5)
+        self.client = KazooClient(hosts=self.zk_hosts, timeout=self.config.zk_session_timeout_seconds,
+                                  connection_retry=retry)
+        self.client.add_listener(self._zk_state_changed)
+        deadline = None if timeout is None else self.clock() + timeout
+        while True:
+            try:
+                self.client.start(timeout=5)
+                return
+            except KazooTimeoutError:
+                if self._stopping.is_set() or (deadline is not None and self.clock() > deadline):
+                    raise NetiError(f"cannot reach ZooKeeper at {self.zk_hosts}") from None
+                log.warning("ZooKeeper at %s not reachable yet; retrying", self.zk_hosts)
+
+    def register(self) -> None:
+        assert self.client is not None
+        registration = OverlayRegistry(self.client, self.paths, self.config.overlay_subnet).register(
+            self.identity.instance_id)
+        for note in registration.repaired:
+            log.warning("registry: %s", note)
+        self.overlay_ip = registration.overlay_ip
+        member = Member(self.identity.public_ip, self.identity.private_ip, self.overlay_ip,
+                        self.identity.side, self.identity.instance_id)
+        self.publisher = StatusPublisher(self.client, self.paths, self.identity.instance_id)
+        self.membership = PartyMembership(self.client, self.paths, member, on_rejoin=self._rejoined)
+        self.membership.join()
+        log.info("registered %s as overlay %s (%s side)", self.identity.instance_id, self.overlay_ip,
+                 self.identity.side.value)
+
+    def start_controls(self) -> None:
+        """Create the runner and the control watches (their first values arrive synchronously)."""
+        assert self.client is not None
+        self.runner = BoundedFrequencyRunner(self.sync, self._min_interval, self.config.resync_seconds)
+        self.controls = ControlWatcher(self.client, self.paths, self.identity.instance_id,
+                                       self.runner.mark_dirty)
+
+    def start(self) -> None:
+        """Connect, register, join, watch, and run the loop in a background thread."""
+        if self.client is None:
+            self.connect()
+        self.register()
+        self.start_controls()
+        assert self.runner is not None
+        self._thread = threading.Thread(target=self.runner.run_forever, name="neti-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop syncing and close the session. The rules stay as they are (fail-static)."""
+        self._stopping.set()
+        if self.runner is not None:
+            self.runner.stop()
+        if self._thread is not None:
+            self._thread.join(10)
+        if self.client is not None:
+            try:
+                self.client.stop()
+                self.client.close()
+            except Exception:  # closing a dead session must not mask the reason we stopped
+                log.debug("closing ZooKeeper client", exc_info=True)
+
+    def _min_interval(self) -> float:
+        return self.controls.interval if self.controls is not None else 1.0
+
+    def _zk_state_changed(self, state: KazooState) -> None:
+        self.metrics.zk_connected.set(1 if state == KazooState.CONNECTED else 0)
+        if state == KazooState.CONNECTED and self.runner is not None:
+            self.runner.mark_dirty()
+
+    def _rejoined(self) -> None:
+        """A new session: our ephemeral status is gone and watches must be set again."""
+        if self.publisher is not None:
+            self.publisher.invalidate()
+        if self.runner is not None:
+            self.runner.mark_dirty()
+
+    def _party_event(self, _event: object) -> None:
+        if self.runner is not None:
+            self.runner.mark_dirty()
+
+    # --- the sync ---------------------------------------------------------------------------------
+
+    def sync(self) -> float | None:
+        started = time.perf_counter()
+        self.metrics.syncs.inc()
+        try:
+            return self._sync()
+        finally:
+            self.metrics.sync_seconds.observe(time.perf_counter() - started)
+
+    def _connected(self) -> bool:
+        return self.client is not None and self.client.state == KazooState.CONNECTED
+
+    def _sync(self) -> float | None:
+        now = self.clock()
+        if not self._connected():
+            self._check_deadman(now)
+            return self.deadman.next_wakeup(now)
+        assert self.client is not None and self.controls is not None
+        try:
+            party, cversion = read_party_bounded(self.client, self.paths, self._party_event)
+        except (KazooException, KazooTimeoutError) as exc:
+            log.info("ZooKeeper unavailable (%s): keeping the current rules", exc)
+            self._check_deadman(now)
+            return self.deadman.next_wakeup(now)
+        for name, reason in party.malformed:
+            log.warning("skipping malformed party entry %r: %s", name, reason)
+        controls = self.controls.snapshot()
+        reject_all, source, token = controls.reject_all(self.config.reject_all)
+        if reject_all and self.deadman.suppresses(token):
+            reject_all = False
+        elif not self.deadman.suppresses(token) and self.deadman.state == "rolled_back" and not reject_all:
+            self.deadman.state = None
+        plan = self.tracker.plan(party.members, now, controls.maxchange)
+        desired = build_ruleset(self.identity.side, plan.members, self.config, reject_all)
+        full_check = now - self._last_full_check >= self.config.resync_seconds
+        self._converge(desired, plan, reject_all=reject_all, source=source, now=now, full_check=full_check)
+        self.applied.membership_version = cversion if self.applied.error is None else \
+            self.applied.membership_version
+        self.applied.malformed = len(party.malformed)
+        self.applied.problems = controls.problems
+        self._check_deadman(now)
+        self._publish()
+        waits = [w for w in (self.deadman.next_wakeup(now),
+                             None if plan.next_expiry is None else plan.next_expiry - now) if w is not None]
+        return min(waits) if waits else None
+
+    def _converge(self, desired: RuleSet, plan: MembershipPlan, *, reject_all: bool,
+                  source: RejectAllSource, now: float, full_check: bool) -> None:
+        """Apply if the desired rules differ; on a full check, also repair drift."""
+        previous = self.applied.ruleset
+        changed = previous is None or desired.hash != previous.hash
+        if not changed and full_check:
+            self._last_full_check = now
+            try:
+                drift = self.backend.drift(desired)
+                if not drift:
+                    self._record_plan(plan)
+                    return
+                log.warning("rules drifted; repairing:\n%s", drift)
+                self.backend.repair(desired)
+            except NetiError as exc:
+                self._failed(f"drift repair failed: {exc}")
+                return
+            self.applied.drift_repairs += 1
+            self.metrics.drift_repairs.inc()
+            self.applied.error = None
+            return
+        if not changed:
+            self._record_plan(plan)
+            return
+        began = time.perf_counter()
+        try:
+            self.backend.apply(desired)
+        except NetiError as exc:
+            self._failed(f"apply failed, previous rules kept: {exc}")
+            return
+        if full_check:
+            self._last_full_check = now
+        turned_on = reject_all and not self.applied.reject_all
+        self.applied.ruleset = desired
+        self.applied.reject_all, self.applied.source = reject_all, source
+        self.applied.apply_ms = round((time.perf_counter() - began) * 1000, 2)
+        self.applied.applied_at = time.time()
+        self.applied.error = None
+        self.metrics.applies.inc()
+        self.metrics.last_sync.set(time.time())
+        self.tracker.commit(plan)
+        self._record_plan(plan)
+        try:
+            save_applied(self.state_file, plan.members)
+        except OSError as exc:
+            log.warning("cannot save applied members to %s: %s", self.state_file, exc)
+        if turned_on:
+            self.deadman.armed(now)
+        elif not reject_all:
+            self.deadman.disarm()
+
+    def _record_plan(self, plan: MembershipPlan) -> None:
+        self.applied.members = len(plan.members)
+        self.applied.plan = plan
+        self.metrics.members.set(len(plan.members))
+        if plan.guard_tripped:
+            if self.applied.guard is None:
+                self.metrics.guard_trips.inc()
+                log.warning("mass-change guard: %d removals held (maxchange %d)",
+                            plan.blocked_removals, plan.maxchange)
+                self.applied.guard = GuardState(plan.blocked_removals, plan.maxchange, time.time())
+            else:
+                self.applied.guard = GuardState(plan.blocked_removals, plan.maxchange,
+                                                self.applied.guard.since)
+        elif self.applied.guard is not None:
+            log.info("mass-change guard cleared")
+            self.applied.guard = None
+
+    def _failed(self, message: str) -> None:
+        log.error("%s", message)
+        self.applied.error = message
+        self.metrics.errors.inc()
+
+    def _check_deadman(self, now: float) -> None:
+        if self.deadman.may_confirm(now) and self._connected():
+            self.deadman.confirm()
+            if self._publish(force=True):
+                log.info("reject_all confirmed by a healthy ZooKeeper session")
+                return
+            self.deadman.armed(self.deadman.applied_at)  # not confirmed after all: still pending
+        if self.deadman.overdue(now):
+            self._roll_back()
+
+    def _roll_back(self) -> None:
+        plan = self.applied.plan
+        members = plan.members if plan is not None else ()
+        fallback = build_ruleset(self.identity.side, members, self.config, False)
+        token = self.controls.snapshot().reject_all(self.config.reject_all)[2] if self.controls else None
+        try:
+            self.backend.apply(fallback)
+        except NetiError as exc:
+            self._failed(f"dead-man rollback failed: {exc}")
+            return
+        log.error("reject_all was not confirmed within %.0f s: previous rules restored",
+                  self.deadman.confirm_seconds)
+        self.metrics.rollbacks.inc()
+        self.deadman.rolled_back(token)
+        self.applied.ruleset = fallback
+        self.applied.reject_all = False
+        self.applied.applied_at = time.time()
+
+    # --- status and health ------------------------------------------------------------------------
+
+    def status(self) -> AgentStatus:
+        applied = self.applied
+        error = applied.error
+        if error is None and applied.problems:
+            error = "; ".join(applied.problems)
+        plan = applied.plan
+        return AgentStatus(
+            instance_id=self.identity.instance_id,
+            overlay_ip=str(self.overlay_ip),
+            side=self.identity.side.value,
+            version=__version__,
+            reject_all=applied.reject_all,
+            reject_all_source=applied.source,
+            membership_version=applied.membership_version,
+            members=applied.members,
+            ruleset_hash=applied.ruleset.hash if applied.ruleset is not None else "",
+            applied_at=applied.applied_at,
+            apply_ms=applied.apply_ms,
+            error=error,
+            guard=applied.guard,
+            deadman=self.deadman.state,
+            drift_repairs=applied.drift_repairs,
+            public_ip=str(self.identity.public_ip),
+            private_ip=str(self.identity.private_ip),
+            backend=getattr(self.backend, "name", type(self.backend).__name__),
+            malformed_entries=applied.malformed,
+            pending_removals=plan.in_grace if plan is not None else 0,
+        )
+
+    def _publish(self, force: bool = False) -> bool:
+        if self.publisher is None or not self._connected():
+            return False
+        return self.publisher.publish(self.status(), force=force)
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        last = self.runner.last_run if self.runner is not None else None
+        loop_age = None if last is None else self.clock() - last
+        loop_alive = loop_age is not None and loop_age < self.config.resync_seconds * 2 + 30
+        zk = self.client.state if self.client is not None else "none"
+        healthy = loop_alive and self.applied.error is None and zk == KazooState.CONNECTED
+        return healthy, {"zookeeper": str(zk), "last_sync_age_s": loop_age, "error": self.applied.error,
+                         "deadman": self.deadman.state, "members": self.applied.members,
+                         "ruleset_hash": self.applied.ruleset.hash if self.applied.ruleset else None}
+
+
+def read_party_bounded(client: KazooClient, paths: Any,
+                       watch: Callable[[object], None]) -> tuple[ParsedParty, int]:
+    """The party and its children version, waiting a bounded time (a partition must not stall us)."""
+    children, stat = client.get_children_async(paths.ip_map, watch=watch, include_data=True).get(
+        timeout=ZK_READ_TIMEOUT_SECONDS)
+    return parse_party(children), stat.cversion

@@ -1,0 +1,125 @@
+"""A simulated instance: a network namespace with its own metadata service, ZooKeeper reachable
+through a portal, and a real ``neti-agent`` process running inside.
+
+Shared by the lab and the agent tests, so both run exactly what a real host runs: the agent finds
+its identity at ``imds_url`` and ZooKeeper at ``127.0.0.1:2181`` inside its own namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from neti_core.imds_server import ImdsServer, metadata_tree
+from neti_core.model import Side
+from neti_core.portal import Portal, in_netns
+
+IMDS_PORT = 8169
+ZK_PORT = 2181
+EC2_PORT = 5000
+
+
+def agent_command() -> list[str]:
+    """The installed neti-agent next to this interpreter (the venv's), else ``python -m``."""
+    script = Path(sys.executable).parent / "neti-agent"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "agent.cli"]
+
+
+@dataclass
+class SimHost:
+    netns: str
+    instance_id: str
+    private_ip: IPv4Address
+    public_ip: IPv4Address
+    side: Side
+    workdir: Path
+    mac: str = "02:00:00:00:00:01"
+    vpc_id: str | None = None
+    name: str = ""
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    imds: ImdsServer | None = field(default=None, init=False, repr=False)
+    portals: list[Portal] = field(default_factory=list, init=False, repr=False)
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "neti.yml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "agent.log"
+
+    def prepare(self, zk_target: tuple[str, int], config: dict[str, Any],
+                ec2_target: tuple[str, int] | None = None) -> None:
+        """Serve metadata and reach ZooKeeper (and the EC2 API) from inside the namespace."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        tree = metadata_tree(self.instance_id, str(self.private_ip), str(self.public_ip), self.mac,
+                             self.vpc_id if self.side is Side.VPC else None)
+        with in_netns(self.netns):
+            self.imds = ImdsServer(tree, "127.0.0.1", IMDS_PORT)
+        self.imds.start()
+        self.portals.append(Portal(self.netns, ("127.0.0.1", ZK_PORT), zk_target).start())
+        settings = {
+            "zk_hosts": {"ec2": [f"127.0.0.1:{ZK_PORT}"], "vpc": [f"127.0.0.1:{ZK_PORT}"]},
+            "imds_url": f"http://127.0.0.1:{IMDS_PORT}",
+            "table_files_path": str(self.workdir / "state"),
+        }
+        if ec2_target is not None:
+            self.portals.append(Portal(self.netns, ("127.0.0.1", EC2_PORT), ec2_target).start())
+            settings |= {"ec2_endpoint_url": f"http://127.0.0.1:{EC2_PORT}", "aws_region": "us-east-1",
+                         "aws_key": "testing", "aws_secret_key": "testing"}
+        self.config_path.write_text(yaml.safe_dump(settings | config, sort_keys=True))
+
+    def start_agent(self, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.process = subprocess.Popen(
+            ["ip", "netns", "exec", self.netns, *agent_command(), "-c", str(self.config_path), *args],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
+        )
+        log.close()
+        return self.process
+
+    def run_agent(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run the agent to completion (--once, --dry-run, --flush) and capture its output."""
+        return subprocess.run(
+            ["ip", "netns", "exec", self.netns, *agent_command(), "-c", str(self.config_path), *args],
+            capture_output=True, text=True, timeout=timeout, check=False)
+
+    def kill_agent(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+        self.process = None
+
+    def stop_agent(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill_agent()
+        self.process = None
+
+    def shell(self, *command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["ip", "netns", "exec", self.netns, *command], capture_output=True,
+                              text=True, timeout=timeout, check=False)
+
+    def cleanup(self) -> None:
+        self.stop_agent()
+        for portal in self.portals:
+            with contextlib.suppress(OSError):
+                portal.stop()
+        self.portals.clear()
+        if self.imds is not None:
+            self.imds.stop()
+            self.imds = None
