@@ -164,3 +164,45 @@ def test_dry_run_prints_the_change_and_leaves_the_kernel_unchanged(agent_fleet):
     assert "reject_all false from config" in result.stdout
     assert "192.168." in result.stdout or "+" in result.stdout
     assert _kernel_state(a) == before
+
+
+def _http_get(host, path: str) -> tuple[int, str]:
+    code = ("import sys, urllib.request, urllib.error\n"
+            "try:\n"
+            "    r = urllib.request.urlopen(sys.argv[1], timeout=5)\n"
+            "    print(r.status); print(r.read().decode())\n"
+            "except urllib.error.HTTPError as e:\n"
+            "    print(e.code); print(e.read().decode())\n")
+    import sys
+
+    out = host.host.shell(sys.executable, "-c", code, f"http://127.0.0.1:9137{path}").stdout
+    status, _, body = out.partition("\n")
+    return int(status), body
+
+
+def test_healthz_and_prometheus_metrics_on_localhost(agent_fleet):
+    a = agent_fleet.add(Side.EC2)
+    agent_fleet.add(Side.VPC)
+    wait_for(lambda: agent_fleet.converged(members=2), what="converged")
+    _, body = wait_for(lambda: (r := _http_get(a, "/healthz")) and r[0] == 200 and r, what="healthy")
+    assert '"healthy": true' in body and '"members": 2' in body
+    _, metrics = _http_get(a, "/metrics")
+    assert "neti_members 2.0" in metrics
+    assert "neti_syncs_total" in metrics and "neti_sync_duration_seconds_bucket" in metrics
+    # Cut ZooKeeper: the agent says it is unhealthy (and keeps its rules).
+    a.host.shell("iptables", "-w", "-I", "OUTPUT", "-o", "lo", "-p", "tcp", "--dport", "2181", "-j", "DROP")
+    wait_for(lambda: _http_get(a, "/healthz")[0] == 503, timeout=20, what="unhealthy without ZooKeeper")
+    assert "match-set" in a.host.shell("iptables", "-w", "-S", "NETI-INPUT").stdout
+
+
+def test_flush_removes_netis_rules_and_nothing_else(agent_fleet):
+    a = agent_fleet.add(Side.EC2)
+    wait_for(lambda: agent_fleet.converged(members=1), what="converged")
+    a.host.stop_agent()
+    a.host.shell("iptables", "-w", "-A", "INPUT", "-p", "tcp", "--dport", "9999", "-j", "ACCEPT")
+    result = a.host.run_agent("--flush")
+    assert result.returncode == 0, result.stderr
+    saved = a.host.shell("iptables-save").stdout
+    assert "NETI" not in saved
+    assert "--dport 9999 -j ACCEPT" in saved
+    assert a.host.shell("ipset", "list", "-n").stdout.strip() == ""

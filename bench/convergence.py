@@ -1,0 +1,129 @@
+"""Time from one member joining until every agent's status shows it applied.
+
+    python bench/convergence.py --agents 100 [--rounds 5] [--zk HOST:PORT]
+
+All agents run in this one process (threads), each with its own ZooKeeper session, its own
+reconcile loop and a recording backend (no kernel: what is measured is the path ZooKeeper watch →
+sync → status, with the default interval of 1 s). Starts its own ZooKeeper unless --zk is given.
+The last line printed is a JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from kazoo.client import KazooClient
+
+from agent.agent import Agent
+from neti_core.config import parse_config
+from neti_core.firewall.recording import RecordingBackend
+from neti_core.imds import Identity
+from neti_core.model import Side
+from neti_core.schema import AgentStatus
+from neti_core.zkserver import ZooKeeperServer
+
+
+def identity(n: int) -> Identity:
+    side = Side.VPC if n % 4 == 0 else Side.EC2
+    private = f"172.31.{n // 250}.{n % 250 + 2}" if side is Side.VPC else f"10.0.{n // 250}.{n % 250 + 2}"
+    return Identity(f"i-{n:017x}", IPv4Address(private), IPv4Address(f"198.18.{n // 250}.{n % 250 + 2}"),
+                    "02:00:00:00:00:01", side)
+
+
+def statuses(client: KazooClient, paths: object, ids: list[str]) -> list[AgentStatus | None]:
+    pending = [client.get_async(f"{paths.status}/{i}") for i in ids]  # type: ignore[attr-defined]
+    out = []
+    for result in pending:
+        try:
+            out.append(AgentStatus.from_json(result.get(timeout=10)[0]))
+        except Exception:
+            out.append(None)
+    return out
+
+
+def run(hosts: str, count: int, rounds: int) -> dict[str, object]:
+    prefix = f"/bench-{uuid.uuid4().hex[:8]}"
+    workdir = Path(tempfile.mkdtemp(prefix="neti-conv-"))
+    config = parse_config({"zk_prefix": prefix, "metrics_port": 0, "removal_grace_seconds": 60,
+                           "firewall_backend": "recording"})
+    agents = [Agent(config, identity(n), RecordingBackend(config.ipset_name), zk_hosts=hosts,
+                    state_dir=workdir / str(n)) for n in range(count)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda a: a.start(), agents))
+    print(f"{count} agents started in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    observer = KazooClient(hosts=hosts)
+    observer.start(timeout=30)
+    paths = config.zk_paths
+    ids = [a.identity.instance_id for a in agents]
+
+    def converged_at(version: int) -> bool:
+        return all(s is not None and s.membership_version >= version for s in statuses(observer, paths, ids))
+
+    deadline = time.monotonic() + 120
+    while not converged_at(observer.exists(paths.ip_map).cversion):
+        if time.monotonic() > deadline:
+            raise SystemExit("agents never converged on the initial membership")
+        time.sleep(0.2)
+    samples: list[float] = []
+    newcomers = []
+    for round_number in range(rounds):
+        time.sleep(1.5)  # let every loop go idle, so each round starts from a quiet fleet
+        newcomer = Agent(config, identity(count + round_number), RecordingBackend(config.ipset_name),
+                         zk_hosts=hosts, state_dir=workdir / f"new{round_number}")
+        newcomer.connect()
+        joined = time.perf_counter()
+        newcomer.register()  # joins the party: one membership change
+        newcomers.append(newcomer)
+        version = observer.exists(paths.ip_map).cversion
+        seen: dict[str, float] = {}
+        while len(seen) < count:
+            for instance_id, status in zip(ids, statuses(observer, paths, ids), strict=True):
+                if instance_id not in seen and status is not None and status.membership_version >= version:
+                    seen[instance_id] = time.perf_counter() - joined
+            if time.perf_counter() - joined > 60:
+                raise SystemExit(f"round {round_number}: only {len(seen)} of {count} agents applied it")
+            time.sleep(0.01)
+        samples.extend(seen.values())
+        print(f"round {round_number}: slowest agent {max(seen.values()):.2f} s", file=sys.stderr)
+    for agent in [*agents, *newcomers]:
+        agent.stop()
+    observer.stop()
+    observer.close()
+    samples.sort()
+    return {
+        "agents": count,
+        "rounds": rounds,
+        "mode": "one process, one thread and one ZooKeeper session per agent, recording backend",
+        "p50_s": round(statistics.median(samples), 3),
+        "p99_s": round(samples[max(0, int(len(samples) * 0.99) - 1)], 3),
+        "max_s": round(samples[-1], 3),
+        "interval_s": 1.0,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--zk", help="HOST:PORT of an existing ZooKeeper (default: start one)")
+    args = parser.parse_args()
+    if args.zk:
+        result = run(args.zk, args.agents, args.rounds)
+    else:
+        with ZooKeeperServer(heap_mb=512) as server:
+            result = run(server.hosts, args.agents, args.rounds)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
