@@ -84,12 +84,17 @@ def count_rules(save_command: str) -> int | None:
     return sum(1 for line in result.stdout.splitlines() if line.startswith("-A "))
 
 
+def legacy_table_names() -> set[str]:
+    """The legacy tables that exist in this namespace, read without creating any."""
+    try:
+        return set(Path("/proc/thread-self/net/ip_tables_names").read_text().split())
+    except OSError:
+        return set()
+
+
 def legacy_tables_exist() -> bool:
     """Whether any legacy table exists in this namespace, without loading a module to find out."""
-    try:
-        return bool(Path("/proc/thread-self/net/ip_tables_names").read_text().split())
-    except OSError:
-        return False
+    return bool(legacy_table_names())
 
 
 def detect() -> Detection:

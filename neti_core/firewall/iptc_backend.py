@@ -34,6 +34,7 @@ from socket import inet_ntoa
 from typing import Any
 
 from neti_core.firewall.base import FirewallApplyError, FirewallBackend, FirewallUnavailableError
+from neti_core.firewall.detect import legacy_table_names
 from neti_core.firewall.live import LiveState, stale_chains
 from neti_core.firewall.tools import add_sets, finish, ipset_names, ipset_restore, start
 from neti_core.render import render_ipset_delta, render_ipset_stage, render_ipset_swap
@@ -173,13 +174,26 @@ class IptcBackend(FirewallBackend):
 
     # -- libiptc plumbing ----------------------------------------------------------------------
     def _table(self, name: str) -> Any:
-        """python-iptables' Table singleton with a fresh handle opened on this thread."""
+        """python-iptables' Table singleton with a fresh handle opened on this thread.
+
+        Opening a legacy table creates it in the namespace if it did not exist, so reads open only
+        tables that exist (see :meth:`_existing`).
+        """
         try:
             table = self.iptc.Table(name, autocommit=False)
             table.refresh()
         except self.iptc.IPTCError as exc:
             raise FirewallUnavailableError(f"cannot open the {name} table: {exc}") from exc
+        self.iptc.Table.existing_table_names[name] = True
         return table
+
+    def _existing(self) -> set[str]:
+        """Legacy tables that exist here; also tells python-iptables, which otherwise probes (and so
+        creates) every table the first time it decodes a jump to a user chain."""
+        names = legacy_table_names()
+        for name in self.iptc.Table.ALL:
+            self.iptc.Table.existing_table_names[name] = name in names
+        return names
 
     def _dnat(self) -> DnatTemplate:
         if self._template is None:
@@ -216,7 +230,7 @@ class IptcBackend(FirewallBackend):
             edit()
             for table in tables:
                 table.commit()
-        except (self.iptc.IPTCError, ValueError) as exc:
+        except Exception as exc:  # IPTCError, XTablesError, ValueError: all refusals of the change
             for table in tables:
                 table.refresh()  # drop uncommitted changes
             raise FirewallApplyError(f"libiptc refused the change: {exc}") from exc
@@ -274,6 +288,7 @@ class IptcBackend(FirewallBackend):
                                          destroy_stale_staging=desired.staging_set in sets))
         try:
             with _PROCESS_LOCK, xtables_lock(self.wait_seconds):
+                self._existing()
                 tables = {FILTER: self._table(FILTER), NAT: self._table(NAT)}
 
                 def edit() -> None:
@@ -320,6 +335,7 @@ class IptcBackend(FirewallBackend):
         if change.dnat_add or change.dnat_del:
             names.add(NAT)
         with _PROCESS_LOCK, xtables_lock(self.wait_seconds):
+            self._existing()
             tables = {name: self._table(name) for name in sorted(names)}
 
             def edit() -> None:
@@ -349,7 +365,10 @@ class IptcBackend(FirewallBackend):
         sets = start(["ipset", "save"])  # runs while libiptc reads the tables
         state = LiveState()
         with _PROCESS_LOCK:
+            existing = self._existing()
             for table_name in (FILTER, NAT):
+                if table_name not in existing:
+                    continue  # never create a table just to look at it
                 table = self._table(table_name)
                 for chain in table.chains:
                     if chain.name == DNAT_CHAIN:
@@ -379,6 +398,7 @@ class IptcBackend(FirewallBackend):
         tables = sorted({t for t, _ in live.chains} | {t for t, _ in live.jumps})
         if tables:
             with _PROCESS_LOCK, xtables_lock(self.wait_seconds):
+                self._existing()
                 handles = {name: self._table(name) for name in tables}
 
                 def edit() -> None:
