@@ -66,13 +66,24 @@ def _optional_ip(value: str | None) -> IPv4Address | None:
     return None if value is None else parse_ipv4(value)
 
 
+SIDE_TAG = "neti:side"
+
+
+def _side(raw: dict[str, Any], tags: dict[str, str]) -> Side:
+    """VPC when the instance has a VpcId; a ``neti:side`` tag (ec2 or vpc) overrides that, for
+    setups that model EC2-Classic as a VPC (the lab, whose EC2 API has no Classic)."""
+    if SIDE_TAG in tags:
+        return Side.parse(tags[SIDE_TAG])
+    return Side.VPC if raw.get("VpcId") else Side.EC2
+
+
 def parse_instance(raw: dict[str, Any]) -> Instance:
     """One entry of describe_instances' Instances list; MalformedEntryError if a field is bad."""
     tags = {t["Key"]: t.get("Value", "") for t in raw.get("Tags", []) if "Key" in t}
     return Instance(
         instance_id=validate_instance_id(raw.get("InstanceId", "")),
         name=tags.get("Name", ""),
-        side=Side.VPC if raw.get("VpcId") else Side.EC2,
+        side=_side(raw, tags),
         private_ip=_optional_ip(raw.get("PrivateIpAddress")),
         public_ip=_optional_ip(raw.get("PublicIpAddress")),
         state=raw.get("State", {}).get("Name", "unknown"),

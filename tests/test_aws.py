@@ -44,3 +44,15 @@ def test_a_malformed_instance_is_reported_not_passed_on():
 
     with pytest.raises(MalformedEntryError):
         parse_instance({"InstanceId": "i-12345678", "PrivateIpAddress": "10.0.0.1; rm -rf /"})
+
+
+def test_a_side_tag_overrides_the_vpc_id_and_a_bad_one_is_malformed():
+    import pytest
+
+    from neti_core.errors import MalformedEntryError
+
+    raw = {"InstanceId": "i-12345678", "VpcId": "vpc-1", "Tags": [{"Key": "neti:side", "Value": "ec2"}]}
+    assert parse_instance(raw).side is Side.EC2
+    raw["Tags"] = [{"Key": "neti:side", "Value": "classic"}]
+    with pytest.raises(MalformedEntryError):
+        parse_instance(raw)
