@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from neti_core import __version__
+from neti_core.lab import cli as lab_cli
 from neti_core.ops import check, configcmd, registrycmd, report, sg, zkproxy
 from neti_core.ops.common import PROG, Subparsers
-from neti_core.ops.placeholder import placeholder
 
 COMMANDS: list[Callable[[Subparsers], None]] = [
     configcmd.add_parser,
@@ -23,7 +23,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     sg.add_parser,
     check.add_parser,
     zkproxy.add_parser,
-    placeholder("lab", "the lab (local fleet with ZooKeeper, EC2 API and console)"),
+    lab_cli.add_parser,
 ]
 
 

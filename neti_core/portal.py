@@ -50,8 +50,9 @@ def in_netns(name: str) -> Iterator[None]:
         os.close(own)
 
 
-def listen_in_netns(name: str, host: str, port: int, backlog: int = 128) -> socket.socket:
-    with in_netns(name):
+def listen_in_netns(name: str | None, host: str, port: int, backlog: int = 128) -> socket.socket:
+    """A listening socket in namespace ``name`` (None: this thread's own namespace)."""
+    with in_netns(name) if name is not None else contextlib.nullcontext():
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
@@ -60,9 +61,13 @@ def listen_in_netns(name: str, host: str, port: int, backlog: int = 128) -> sock
 
 
 class Portal:
-    """Accepts on (host, port) inside ``netns``; pipes each connection to ``target`` outside."""
+    """Accepts on (host, port) inside ``netns``; pipes each connection to ``target`` outside.
 
-    def __init__(self, netns: str, listen: tuple[str, int], target: tuple[str, int]) -> None:
+    ``block()`` cuts every connection and refuses new ones until ``unblock()``: a ZooKeeper outage
+    for one host, for fault drills where iptables is not available (the lab without root).
+    """
+
+    def __init__(self, netns: str | None, listen: tuple[str, int], target: tuple[str, int]) -> None:
         self.netns = netns
         self.listen_address = listen
         self.target = target
@@ -71,7 +76,20 @@ class Portal:
         self._pairs: dict[socket.socket, socket.socket] = {}
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self.blocked = False
         self._thread = threading.Thread(target=self._loop, name=f"portal-{netns}", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._listener.getsockname()[1]
+
+    def block(self) -> None:
+        self.blocked = True
+        for sock in list(self._pairs):
+            self._close_pair(sock)
+
+    def unblock(self) -> None:
+        self.blocked = False
 
     def start(self) -> Portal:
         self._listener.setblocking(False)
@@ -93,6 +111,9 @@ class Portal:
         try:
             inner, _ = self._listener.accept()
         except OSError:
+            return
+        if self.blocked:
+            inner.close()
             return
         try:
             outer = socket.create_connection(self.target, timeout=5)

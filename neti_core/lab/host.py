@@ -36,7 +36,10 @@ def agent_command() -> list[str]:
 
 @dataclass
 class SimHost:
-    netns: str
+    """``netns`` None: no namespace (the lab without root): the agent records instead of
+    programming a kernel, and ZooKeeper and metadata listen on free loopback ports."""
+
+    netns: str | None
     instance_id: str
     private_ip: IPv4Address
     public_ip: IPv4Address
@@ -63,25 +66,37 @@ class SimHost:
         self.workdir.mkdir(parents=True, exist_ok=True)
         tree = metadata_tree(self.instance_id, str(self.private_ip), str(self.public_ip), self.mac,
                              self.vpc_id if self.side is Side.VPC else None)
-        with in_netns(self.netns):
-            self.imds = ImdsServer(tree, "127.0.0.1", IMDS_PORT)
+        imds_port = IMDS_PORT if self.netns is not None else 0
+        with in_netns(self.netns) if self.netns is not None else contextlib.nullcontext():
+            self.imds = ImdsServer(tree, "127.0.0.1", imds_port)
         self.imds.start()
-        self.portals.append(Portal(self.netns, ("127.0.0.1", ZK_PORT), zk_target).start())
-        settings = {
-            "zk_hosts": {"ec2": [f"127.0.0.1:{ZK_PORT}"], "vpc": [f"127.0.0.1:{ZK_PORT}"]},
-            "imds_url": f"http://127.0.0.1:{IMDS_PORT}",
+        zk_portal = Portal(self.netns, ("127.0.0.1", ZK_PORT if self.netns else 0), zk_target).start()
+        self.portals.append(zk_portal)
+        settings: dict[str, Any] = {
+            "zk_hosts": {"ec2": [f"127.0.0.1:{zk_portal.port}"], "vpc": [f"127.0.0.1:{zk_portal.port}"]},
+            "imds_url": self.imds.url,
             "table_files_path": str(self.workdir / "state"),
         }
+        if self.netns is None:
+            settings |= {"firewall_backend": "recording", "metrics_port": 0}
         if ec2_target is not None:
-            self.portals.append(Portal(self.netns, ("127.0.0.1", EC2_PORT), ec2_target).start())
-            settings |= {"ec2_endpoint_url": f"http://127.0.0.1:{EC2_PORT}", "aws_region": "us-east-1",
+            ec2_portal = Portal(self.netns, ("127.0.0.1", EC2_PORT if self.netns else 0), ec2_target).start()
+            self.portals.append(ec2_portal)
+            settings |= {"ec2_endpoint_url": f"http://127.0.0.1:{ec2_portal.port}", "aws_region": "us-east-1",
                          "aws_key": "testing", "aws_secret_key": "testing"}
         self.config_path.write_text(yaml.safe_dump(settings | config, sort_keys=True))
+
+    def _inside(self) -> list[str]:
+        return ["ip", "netns", "exec", self.netns] if self.netns is not None else []
+
+    @property
+    def zk_portal(self) -> Portal:
+        return self.portals[0]
 
     def start_agent(self, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(
-            ["ip", "netns", "exec", self.netns, *agent_command(), "-c", str(self.config_path), *args],
+            [*self._inside(), *agent_command(), "-c", str(self.config_path), *args],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
         )
@@ -91,7 +106,7 @@ class SimHost:
     def run_agent(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run the agent to completion (--once, --dry-run, --flush) and capture its output."""
         return subprocess.run(
-            ["ip", "netns", "exec", self.netns, *agent_command(), "-c", str(self.config_path), *args],
+            [*self._inside(), *agent_command(), "-c", str(self.config_path), *args],
             capture_output=True, text=True, timeout=timeout, check=False)
 
     def kill_agent(self) -> None:
@@ -111,7 +126,7 @@ class SimHost:
         self.process = None
 
     def shell(self, *command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["ip", "netns", "exec", self.netns, *command], capture_output=True,
+        return subprocess.run([*self._inside(), *command], capture_output=True,
                               text=True, timeout=timeout, check=False)
 
     def cleanup(self) -> None:

@@ -15,6 +15,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from neti_core.model import Side
 from neti_core.netns import Namespace, Netns
+from neti_core.netns import delete as netns_delete
 
 EC2_PRIVATE = IPv4Network("10.0.0.0/16")
 VPC_PRIVATE = IPv4Network("172.31.0.0/16")
@@ -22,6 +23,12 @@ OUTSIDE = IPv4Network("198.51.100.0/24")
 PUBLIC = IPv4Network("198.18.0.0/16")  # the "Elastic IPs": never an address on a host
 _SEGMENTS = {Side.EC2: ("br-ec2", EC2_PRIVATE), Side.VPC: ("br-vpc", VPC_PRIVATE)}
 _OUTSIDE_BRIDGE = "br-out"
+
+
+def _nat_rules(op: str, private: IPv4Address, public: IPv4Address, network: IPv4Network) -> str:
+    """The router's 1:1 NAT of one host (``op`` -A to add, -D to delete)."""
+    return (f"iptables -w -t nat {op} PREROUTING -d {public} -j DNAT --to-destination {private}\n"
+            f"iptables -w -t nat {op} POSTROUTING -s {private} ! -d {network} -j SNAT --to-source {public}\n")
 
 
 def _gateway(network: IPv4Network) -> IPv4Address:
@@ -48,6 +55,7 @@ class SimNetwork:
     hosts: list[Attached] = field(default_factory=list)
     _router: Namespace | None = None
     _next: dict[str, int] = field(default_factory=dict)
+    _plugged: int = 0
 
     @property
     def router(self) -> Namespace:
@@ -77,7 +85,8 @@ class SimNetwork:
 
     def _plug(self, short: str, bridge: str, network: IPv4Network, address: IPv4Address) -> Namespace:
         ns = self.netns.namespace(short)
-        veth_outside = f"v{len(self.netns.namespaces)}"
+        self._plugged += 1
+        veth_outside = f"v{self._plugged}"  # never reused: a removed host's name may linger briefly
         self.netns.veth(ns, "eth0", self.router, veth_outside)
         self.netns.attach(self.router, veth_outside, bridge)
         ns.add_address("eth0", f"{address}/{network.prefixlen}")
@@ -91,13 +100,18 @@ class SimNetwork:
         private = private or self._allocate(side.value, network)
         public = public or self._allocate("public", PUBLIC)
         ns = self._plug(short, bridge, network, private)
-        self.router.sh(
-            f"iptables -w -t nat -A PREROUTING -d {public} -j DNAT --to-destination {private}\n"
-            f"iptables -w -t nat -A POSTROUTING -s {private} ! -d {network} -j SNAT --to-source {public}\n"
-        )
+        self.router.sh(_nat_rules("-A", private, public, network))
         host = Attached(ns, private, public, side)
         self.hosts.append(host)
         return host
+
+    def remove_host(self, host: Attached) -> None:
+        """Unplug and delete a host (a terminated instance); its public address is free again."""
+        if host.public is not None and host.side is not None:
+            self.router.sh(_nat_rules("-D", host.address, host.public, _SEGMENTS[host.side][1]), check=False)
+        netns_delete(host.name)
+        self.netns.namespaces = [ns for ns in self.netns.namespaces if ns.name != host.name]
+        self.hosts = [h for h in self.hosts if h is not host]
 
     def add_outsider(self, short: str) -> Attached:
         """Not a member: an address on the outside, no public NAT."""

@@ -1,0 +1,247 @@
+"""``neti lab``: the whole system on one machine — up, status, down, and fault drills."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from neti_core.cliutil import fail
+from neti_core.lab.control import LabUnreachable, request
+from neti_core.lab.plan import LabPlanError, plan_fleet
+from neti_core.lab.state import LabState, alive, default_state_dir, read_state, remove_leftovers
+from neti_core.ops.common import PROG, Subparsers
+
+SYNC_TIMEOUT_SECONDS = 180
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    lab = subparsers.add_parser("lab", help="a local fleet: ZooKeeper, EC2 API, agents, console")
+    lab.add_argument("--state-dir", type=Path, default=default_state_dir(),
+                     help="where the lab keeps its manifest and files (default: %(default)s)")
+    commands = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
+    up = commands.add_parser("up", help="start a lab fleet and open the console")
+    up.add_argument("--hosts", type=int, default=40, help="instances running an agent")
+    up.add_argument("--vpc", type=float, default=25, help="percent of them in the VPC")
+    up.add_argument("--unregistered", type=int, default=5, help="instances that never run Neti")
+    up.add_argument("--no-console", action="store_true", help="leave the lab running, open nothing")
+    up.add_argument("--no-netns", action="store_true",
+                    help="no namespaces: agents record rules instead (the default without root)")
+    up.set_defaults(handler=_up)
+    status = commands.add_parser("status", help="what runs, and whether every agent is in sync")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_status)
+    commands.add_parser("down", help="stop and remove everything the lab made").set_defaults(handler=_down)
+    zk = commands.add_parser("zk", help="stop or start the lab's ZooKeeper")
+    zk.add_argument("action", choices=["stop", "start"])
+    zk.set_defaults(handler=lambda a: _drill(a, f"zk-{a.action}"))
+    for name, text in (("cut", "cut one host off ZooKeeper"), ("heal", "reconnect a cut host"),
+                       ("break", "flush a host's Neti rules, as an operator with iptables -F would")):
+        drill = commands.add_parser(name, help=text)
+        drill.add_argument("host", help="host name, e.g. app-007")
+        drill.set_defaults(handler=lambda a, name=name: _drill(a, name, host=a.host))
+    churn = commands.add_parser("churn", help="terminate hosts and launch new ones")
+    churn.add_argument("--count", type=int, default=3)
+    churn.add_argument("--rate", type=float, default=1.0, help="hosts per second")
+    churn.set_defaults(handler=lambda a: _drill(a, "churn", count=a.count, rate=a.rate))
+
+
+def _say(message: str) -> None:
+    print(f"lab: {message}", flush=True)
+
+
+def _up(args: argparse.Namespace) -> int:
+    try:
+        plans = plan_fleet(args.hosts, args.vpc, args.unregistered)
+    except LabPlanError as exc:
+        fail(PROG, str(exc))
+    directory: Path = args.state_dir
+    state = read_state(directory)
+    if state is not None and alive(state.pid):
+        fail(PROG, f"a lab is already running (state in {directory}); `neti lab down` first", status=1)
+    if state is not None or directory.exists():
+        for item in remove_leftovers(directory, state):
+            _say(f"removed leftover {item}")
+    use_netns = not args.no_netns and os.geteuid() == 0 and shutil.which("ip") is not None
+    if not use_netns:
+        _say("no namespaces (not root, or --no-netns): agents record their rules instead of "
+             "programming iptables; the console shows backend 'recording'")
+    directory.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    log = open(directory / "daemon.log", "ab")  # noqa: SIM115 - handed to the daemon
+    subprocess.Popen(
+        [sys.executable, "-m", "neti_core.lab.daemon", "--state-dir", str(directory),
+         "--hosts", str(args.hosts), "--vpc", str(args.vpc), "--unregistered", str(args.unregistered),
+         "--netns-prefix", os.environ.get("NETI_LAB_NETNS_PREFIX", "nlab"),
+         *([] if use_netns else ["--no-netns"])],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    log.close()
+    state = _wait_ready(directory)
+    agents = sum(p.runs_agent for p in plans)
+    synced_at = _wait_in_sync(state, agents)
+    elapsed = (synced_at or time.monotonic()) - started
+    state = read_state(directory) or state
+    _say(f"{agents} agents {'all in sync' if synced_at else 'NOT all in sync'} after {elapsed:.1f} s; "
+         f"lab processes use {_lab_rss_mb(state):.0f} MB")
+    _say(f"ZooKeeper 127.0.0.1:{state.zk_port} prefix {state.zk_prefix}; EC2 API "
+         f"http://127.0.0.1:{state.moto_port}; console config {state.console_config}")
+    if args.no_console:
+        _say("running; `neti lab status`, `neti lab down`")
+        return 0
+    console = Path(sys.executable).parent / "neti-console"
+    result = subprocess.run([str(console) if console.exists() else "neti-console", "-c",
+                             str(state.console_config)], check=False)
+    _say("the lab is still running: `neti lab status`, `neti lab down` (drills: `neti lab --help`)")
+    return result.returncode
+
+
+def _wait_ready(directory: Path) -> LabState:
+    last, said_at = "", 0.0
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        state = read_state(directory)
+        if state is not None:
+            if state.progress != last and (state.phase != "starting" or time.monotonic() - said_at > 2
+                                           or "instances" not in state.progress):
+                _say(state.progress)
+                last, said_at = state.progress, time.monotonic()
+            if state.phase == "ready":
+                return state
+            if state.phase == "failed" or not alive(state.pid):
+                tail = (directory / "daemon.log").read_text(errors="replace")[-2000:] \
+                    if (directory / "daemon.log").exists() else ""
+                print(tail, file=sys.stderr)
+                remove_leftovers(directory, state)
+                fail(PROG, f"the lab did not start: {state.progress}", status=1)
+        time.sleep(0.2)
+    fail(PROG, "the lab did not become ready within 10 minutes", status=1)
+
+
+def fleet_sync(state: LabState) -> tuple[int, int, list[dict[str, Any]]]:
+    """(agents in sync, agents, per-host rows) read from the lab's ZooKeeper."""
+    from kazoo.client import KazooClient
+
+    from neti_core.config import ZkPaths
+    from neti_core.schema import AgentStatus
+
+    paths = ZkPaths.under(state.zk_prefix)
+    client = KazooClient(hosts=f"127.0.0.1:{state.zk_port}")
+    client.start(timeout=10)
+    try:
+        stat = client.exists(paths.ip_map)
+        version = stat.cversion if stat else -1
+        rows, in_sync, agents = [], 0, 0
+        for host in state.hosts:
+            row = dict(host)
+            if host["agent"]:
+                agents += 1
+                path = f"{paths.status}/{host['instance_id']}"
+                status = AgentStatus.from_json(client.get(path)[0]) if client.exists(path) else None
+                synced = status is not None and status.error is None and status.membership_version == version
+                in_sync += synced
+                row |= {"overlay": status.overlay_ip if status else None, "in_sync": synced,
+                        "reject_all": status.reject_all if status else None,
+                        "backend": status.backend if status else None,
+                        "error": status.error if status else "no status"}
+            rows.append(row)
+        return in_sync, agents, rows
+    finally:
+        client.stop()
+        client.close()
+
+
+def _wait_in_sync(state: LabState, agents: int) -> float | None:
+    deadline = time.monotonic() + SYNC_TIMEOUT_SECONDS
+    last = -1
+    while time.monotonic() < deadline:
+        try:
+            in_sync, _, _ = fleet_sync(state)
+        except Exception:
+            in_sync = 0
+        if in_sync != last:
+            _say(f"{in_sync}/{agents} agents in sync")
+            last = in_sync
+        if in_sync >= agents:
+            return time.monotonic()
+        time.sleep(0.5)
+    return None
+
+
+def _lab_rss_mb(state: LabState) -> float:
+    pids = [state.pid, state.zk_pid, state.moto_pid, *(h.get("pid") for h in state.hosts)]
+    total = 0
+    for pid in filter(None, pids):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def _running_state(args: argparse.Namespace) -> LabState:
+    state = read_state(args.state_dir)
+    if state is None or not alive(state.pid):
+        fail(PROG, f"no lab is running (state dir {args.state_dir}); `neti lab up` starts one", status=1)
+    return state
+
+
+def _status(args: argparse.Namespace) -> int:
+    state = _running_state(args)
+    try:
+        in_sync, agents, rows = fleet_sync(state)
+    except Exception as exc:
+        in_sync, agents, rows = 0, 0, [dict(h) for h in state.hosts]
+        _say(f"ZooKeeper unreachable: {exc}")
+    summary = {"phase": state.phase, "mode": state.mode, "zookeeper": f"127.0.0.1:{state.zk_port}",
+               "ec2_api": f"http://127.0.0.1:{state.moto_port}", "agents": agents, "in_sync": in_sync,
+               "instances": len(rows), "rss_mb": round(_lab_rss_mb(state), 1)}
+    if args.json:
+        print(json.dumps({**summary, "hosts": rows}))
+        return 0 if in_sync == agents else 1
+    for row in rows:
+        state_text = ("in sync" if row.get("in_sync") else row.get("error") or "lagging") \
+            if row["agent"] else "no agent (unregistered)"
+        print(f"{row['name']:10} {row['instance_id']:20} {row['side']:4} {row['private']:15} "
+              f"{row['public']:15} {row.get('overlay') or '-':15} {state_text}")
+    print(f"{summary['phase']} ({summary['mode']}): {in_sync}/{agents} agents in sync, "
+          f"{len(rows)} instances; ZooKeeper {summary['zookeeper']}; {summary['rss_mb']:.0f} MB")
+    return 0 if in_sync == agents else 1
+
+
+def _down(args: argparse.Namespace) -> int:
+    state = read_state(args.state_dir)
+    if state is not None and alive(state.pid):
+        try:
+            request(args.state_dir / "control.sock", "shutdown", timeout=30)
+        except (LabUnreachable, OSError) as exc:
+            _say(f"daemon not answering ({exc}); removing by hand")
+        deadline = time.monotonic() + 60
+        while alive(state.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    removed = remove_leftovers(args.state_dir, state)
+    if state is None and not removed:
+        _say("no lab to remove")
+    for item in removed:
+        _say(f"removed {item}")
+    _say("down: no namespace, process or directory of the lab is left")
+    return 0
+
+
+def _drill(args: argparse.Namespace, command: str, **extra: Any) -> int:
+    _running_state(args)
+    try:
+        reply = request(args.state_dir / "control.sock", command, **extra)
+    except LabUnreachable as exc:
+        fail(PROG, str(exc), status=1)
+    if not reply.get("ok"):
+        fail(PROG, reply.get("error", "failed"), status=1)
+    _say(reply.get("message", "done"))
+    return 0

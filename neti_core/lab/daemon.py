@@ -1,0 +1,296 @@
+"""The lab daemon: owns a whole simulated fleet until ``neti lab down``.
+
+It starts ZooKeeper and moto's EC2 API on loopback, launches the instances in moto, builds the
+AWS-like network (as root; otherwise hosts run without namespaces and record their rules), gives
+each host its metadata service and ZooKeeper portal, and runs a real ``neti-agent`` per host. Its
+manifest (``lab.json``) names every process, namespace and directory, so ``neti lab down`` can
+remove them all even after this process has crashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+
+from neti_core.errors import MalformedEntryError
+from neti_core.lab.control import ControlServer
+from neti_core.lab.host import SimHost
+from neti_core.lab.network import OUTSIDE, Attached, SimNetwork
+from neti_core.lab.plan import EC2_PRIVATE, VPC_PRIVATE, HostPlan, plan_fleet
+from neti_core.lab.state import LabState, write_state
+from neti_core.model import Side, parse_ipv4
+from neti_core.motoserver import MotoServer
+from neti_core.netns import Netns
+from neti_core.zkserver import ZooKeeperServer
+
+log = logging.getLogger("neti.lab")
+NETNS_PREFIX = "nlab"
+ZK_PREFIX = "/neti"
+AGENT_SETTINGS: dict[str, Any] = {
+    "zk_prefix": ZK_PREFIX,
+    "overlay_subnet": "192.168.0.0/16",
+    "vpc_private_range": str(VPC_PRIVATE),
+    "open_ports": [80, 443],
+    "ssh_whitelist": [str(OUTSIDE)],
+    "reject_all": False,
+    "resync_seconds": 30,
+    "removal_grace_seconds": 30,
+    "reject_all_confirm_seconds": 15,
+}
+
+
+@dataclass
+class LabHost:
+    plan: HostPlan
+    instance_id: str
+    public: IPv4Address
+    sim: SimHost | None = None
+    net: Attached | None = None
+
+    def record(self) -> dict[str, Any]:
+        return {"name": self.plan.name, "instance_id": self.instance_id, "side": self.plan.side.value,
+                "private": str(self.plan.private), "public": str(self.public),
+                "agent": self.plan.runs_agent, "netns": self.net.name if self.net else None,
+                "pid": self.sim.process.pid if self.sim and self.sim.process else None}
+
+
+class Lab:
+    def __init__(self, state_dir: Path, use_netns: bool, netns_prefix: str = NETNS_PREFIX) -> None:
+        self.dir = state_dir
+        self.use_netns = use_netns
+        self.state = LabState(pid=os.getpid(), mode="netns" if use_netns else "recording",
+                              netns_prefix=netns_prefix, zk_prefix=ZK_PREFIX)
+        self.zk = ZooKeeperServer(workdir=state_dir / "zookeeper", heap_mb=384)
+        self.moto = MotoServer(log_path=state_dir / "moto.log")
+        self.network = SimNetwork(netns=Netns(prefix=netns_prefix)) if use_netns else None
+        self.hosts: dict[str, LabHost] = {}
+        self.lock = threading.RLock()
+        self.ec2: Any = None
+        self.subnets: dict[Side, str] = {}
+        self.vpc_ids: dict[Side, str] = {}
+        self.next_index = 1
+        self.stopped = threading.Event()
+
+    # --- bring-up ---------------------------------------------------------------------------------
+
+    def save(self, **changes: Any) -> None:
+        with self.lock:
+            for key, value in changes.items():
+                setattr(self.state, key, value)
+            self.state.hosts = [h.record() for h in self.hosts.values()]
+            write_state(self.dir, self.state)
+
+    def start(self, hosts: int, vpc_percent: float, unregistered: int) -> None:
+        plans = plan_fleet(hosts, vpc_percent, unregistered)
+        self.save(phase="starting", progress="starting ZooKeeper")
+        self.zk.start()
+        self.save(zk_port=self.zk.port, zk_pid=self.zk.pid, progress="starting the EC2 API (moto)")
+        self.moto.start()
+        self.save(moto_port=self.moto.port, moto_pid=self.moto.process.pid if self.moto.process else None)
+        self.ec2 = boto3.client("ec2", **self.moto.client_kwargs())
+        self._seed_networks()
+        if self.network is not None:
+            self.network.build()
+        self._write_console_config()
+        for n, plan in enumerate(plans, 1):
+            self.launch(plan)
+            self.save(progress=f"{n}/{len(plans)} instances launched")
+        self.next_index = len(plans) + 1
+        self.save(phase="ready", progress=f"{len(plans)} instances launched")
+
+    def _seed_networks(self) -> None:
+        """Two VPCs in moto: one stands in for EC2-Classic (moto has no Classic), one is the VPC."""
+        for side, cidr in ((Side.EC2, EC2_PRIVATE), (Side.VPC, VPC_PRIVATE)):
+            vpc = self.ec2.create_vpc(CidrBlock=str(cidr))["Vpc"]["VpcId"]
+            self.ec2.create_tags(Resources=[vpc], Tags=[{"Key": "Name", "Value": f"lab-{side.value}"}])
+            subnet = self.ec2.create_subnet(VpcId=vpc, CidrBlock=str(cidr))["Subnet"]["SubnetId"]
+            self.ec2.modify_subnet_attribute(SubnetId=subnet, MapPublicIpOnLaunch={"Value": True})
+            self.vpc_ids[side], self.subnets[side] = vpc, subnet
+
+    def _write_console_config(self) -> None:
+        config = {"zk_prefix": ZK_PREFIX, "zk_hosts": {"ec2": [self.zk.hosts], "vpc": [self.zk.hosts]},
+                  "ec2_endpoint_url": self.moto.url, "aws_region": "us-east-1", "aws_key": "testing",
+                  "aws_secret_key": "testing", "ec2_poll_seconds": 10, "metrics_port": 0,
+                  "overlay_subnet": AGENT_SETTINGS["overlay_subnet"]}
+        (self.dir / "console.yml").write_text(yaml.safe_dump(config, sort_keys=True))
+        self.save(console_config=str(self.dir / "console.yml"))
+
+    def _run_instance(self, plan: HostPlan) -> tuple[str, IPv4Address]:
+        image = self.ec2.describe_images()["Images"][0]["ImageId"]
+        used = {h.public for h in self.hosts.values()}
+        for _ in range(5):
+            instance = self.ec2.run_instances(
+                ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.micro",
+                SubnetId=self.subnets[plan.side], PrivateIpAddress=str(plan.private),
+                TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                    {"Key": "Name", "Value": plan.name}, {"Key": "neti:side", "Value": plan.side.value}]}],
+            )["Instances"][0]
+            try:
+                public = parse_ipv4(instance.get("PublicIpAddress", ""))
+            except MalformedEntryError:
+                public = None
+            if public is not None and public not in used and not any(
+                    public in net for net in (EC2_PRIVATE, VPC_PRIVATE, OUTSIDE)):
+                return instance["InstanceId"], public
+            self.ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
+        raise RuntimeError(f"moto gave {plan.name} no usable public address")
+
+    def launch(self, plan: HostPlan) -> LabHost:
+        instance_id, public = self._run_instance(plan)
+        host = LabHost(plan, instance_id, public)
+        with self.lock:
+            self.hosts[plan.name] = host
+        if plan.runs_agent:
+            if self.network is not None:
+                host.net = self.network.add_host(plan.name, plan.side, plan.private, public)
+            host.sim = SimHost(host.net.name if host.net else None, instance_id, plan.private, public,
+                               plan.side, self.dir / "hosts" / plan.name, name=plan.name,
+                               mac=f"02:00:{random.randrange(256):02x}:00:{self.next_index % 256:02x}:01",
+                               vpc_id=self.vpc_ids[Side.VPC] if plan.side is Side.VPC else None)
+            host.sim.prepare(("127.0.0.1", self.zk.port), AGENT_SETTINGS,
+                             ec2_target=("127.0.0.1", self.moto.port))
+            host.sim.start_agent()
+        return host
+
+    def terminate(self, name: str) -> None:
+        with self.lock:
+            host = self.hosts.pop(name)
+        self.ec2.terminate_instances(InstanceIds=[host.instance_id])
+        if host.sim is not None:
+            host.sim.cleanup()
+        if host.net is not None and self.network is not None:
+            self.network.remove_host(host.net)
+
+    # --- fault injection --------------------------------------------------------------------------
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        command = request.get("command")
+        handlers = {"ping": lambda: {}, "zk-stop": self._zk_stop, "zk-start": self._zk_start,
+                    "cut": lambda: self._cut(request["host"], True),
+                    "heal": lambda: self._cut(request["host"], False),
+                    "break": lambda: self._break(request["host"]),
+                    "churn": lambda: self._churn(int(request.get("count", 1)),
+                                                 float(request.get("rate", 1))),
+                    "shutdown": self._request_shutdown}
+        if command not in handlers:
+            return {"ok": False, "error": f"unknown command {command!r}"}
+        try:
+            return {"ok": True, **handlers[command]()}
+        except KeyError as exc:
+            return {"ok": False, "error": f"no such host {exc}"}
+
+    def _zk_stop(self) -> dict[str, Any]:
+        self.zk.stop()
+        self.save(zk_pid=None)
+        return {"message": "ZooKeeper stopped: agents keep their rules (fail-static)"}
+
+    def _zk_start(self) -> dict[str, Any]:
+        self.zk.start()
+        self.save(zk_pid=self.zk.pid)
+        return {"message": f"ZooKeeper running again on {self.zk.hosts}"}
+
+    def _agent_host(self, name: str) -> LabHost:
+        host = self.hosts[name]
+        if host.sim is None:
+            raise KeyError(f"{name} (it runs no agent)")
+        return host
+
+    def _cut(self, name: str, cut: bool) -> dict[str, Any]:
+        sim = self._agent_host(name).sim
+        assert sim is not None
+        if sim.netns is not None:
+            op = "-I" if cut else "-D"
+            sim.shell("iptables", "-w", op, "OUTPUT", "-o", "lo", "-p", "tcp", "--dport", "2181",
+                      "-j", "DROP")
+        elif cut:
+            sim.zk_portal.block()
+        else:
+            sim.zk_portal.unblock()
+        return {"message": f"{name} {'cut off from' if cut else 'reconnected to'} ZooKeeper"}
+
+    def _break(self, name: str) -> dict[str, Any]:
+        sim = self._agent_host(name).sim
+        assert sim is not None
+        if sim.netns is None:
+            return {"ok": False, "error": "breaking rules needs the kernel: run the lab as root"}
+        sim.shell("iptables", "-w", "-F", "NETI-INPUT")
+        sim.shell("ipset", "flush", "ec2_whitelist")
+        return {"message": f"{name}: flushed NETI-INPUT and the member set; watch drift repair "
+                           f"(within resync_seconds={AGENT_SETTINGS['resync_seconds']})"}
+
+    def _churn(self, count: int, rate: float) -> dict[str, Any]:
+        """Terminate ``count`` agent hosts and launch as many new ones, ``rate`` per second."""
+        with self.lock:
+            victims = random.sample([n for n, h in self.hosts.items() if h.plan.runs_agent],
+                                    min(count, sum(h.plan.runs_agent for h in self.hosts.values())))
+        launched = []
+        for name in victims:
+            side = self.hosts[name].plan.side
+            self.terminate(name)
+            index = self.next_index
+            self.next_index += 1
+            plan = plan_fleet(1, 100 if side is Side.VPC else 0, 0, first_index=index)[0]
+            launched.append(self.launch(plan).plan.name)
+            self.save()
+            time.sleep(1 / max(rate, 0.01))
+        return {"message": f"terminated {', '.join(victims) or 'nothing'}; launched {', '.join(launched)}"}
+
+    def _request_shutdown(self) -> dict[str, Any]:
+        threading.Thread(target=self.shutdown, daemon=True).start()
+        return {"message": "shutting down"}
+
+    # --- tear-down --------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop every agent and service, delete every namespace, then the state directory."""
+        self.save(phase="stopping")
+        for host in list(self.hosts.values()):
+            if host.sim is not None:
+                host.sim.cleanup()
+        if self.network is not None:
+            self.network.close()
+        self.moto.stop()
+        self.zk.cleanup()
+        self.stopped.set()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from neti_core.lab.state import remove_state_dir
+
+    parser = argparse.ArgumentParser(description="The lab daemon (started by `neti lab up`).")
+    parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--hosts", type=int, default=40)
+    parser.add_argument("--vpc", type=float, default=25)
+    parser.add_argument("--unregistered", type=int, default=5)
+    parser.add_argument("--no-netns", action="store_true")
+    parser.add_argument("--netns-prefix", default=NETNS_PREFIX)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    lab = Lab(args.state_dir, use_netns=not args.no_netns, netns_prefix=args.netns_prefix)
+    server = ControlServer(args.state_dir / "control.sock", lab.handle).start()
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=lab.shutdown, daemon=True).start())
+    try:
+        lab.start(args.hosts, args.vpc, args.unregistered)
+    except Exception as exc:
+        log.exception("lab start failed")
+        lab.save(phase="failed", progress=f"start failed: {exc}")
+        lab.shutdown()
+    lab.stopped.wait()
+    server.close()
+    remove_state_dir(args.state_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""The lab's manifest (``lab.json``): every process, namespace and directory it made.
+
+Written by the daemon as it goes, read by ``neti lab status`` and ``neti lab down``; after a
+crash of the daemon, ``down`` uses it (and the namespace prefix) to remove what is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neti_core import netns
+
+STATE_FILE = "lab.json"
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("NETI_LAB_DIR") or f"/tmp/neti-lab-{os.getuid()}")
+
+
+@dataclass
+class LabState:
+    pid: int
+    mode: str  # netns | recording
+    netns_prefix: str
+    zk_prefix: str
+    phase: str = "starting"  # starting | ready | failed | stopping
+    progress: str = ""
+    zk_port: int | None = None
+    zk_pid: int | None = None
+    moto_port: int | None = None
+    moto_pid: int | None = None
+    console_config: str | None = None
+    hosts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def write_state(directory: Path, state: LabState) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{STATE_FILE}.tmp"
+    tmp.write_text(json.dumps(asdict(state), indent=1))
+    tmp.replace(directory / STATE_FILE)
+
+
+def read_state(directory: Path) -> LabState | None:
+    try:
+        data = json.loads((directory / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return LabState(**data)
+
+
+def alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill(pid: int | None, marker: str) -> None:
+    """SIGKILL a process the lab started, if it is still that process (checked by its cmdline)."""
+    if not alive(pid):
+        return
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return
+    if marker in cmdline:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def remove_leftovers(directory: Path, state: LabState | None) -> list[str]:
+    """Remove whatever a crashed lab left: its processes, namespaces and directory."""
+    removed: list[str] = []
+    if state is not None:
+        for host in state.hosts:
+            _kill(host.get("pid"), "neti-agent")
+        _kill(state.zk_pid, "zookeeper")
+        _kill(state.moto_pid, "moto")
+        _kill(state.pid, "neti_core.lab.daemon")
+        time.sleep(0.2)
+    prefix = (state.netns_prefix if state else "nlab") + "-"
+    for name in _list_netns():
+        if name.startswith(prefix):
+            with contextlib.suppress(Exception):
+                netns.delete(name)
+                removed.append(f"namespace {name}")
+    if directory.exists():
+        remove_state_dir(directory)
+        removed.append(f"directory {directory}")
+    return removed
+
+
+def _list_netns() -> list[str]:
+    try:
+        return sorted(p.name for p in netns.NETNS_DIR.iterdir())
+    except OSError:
+        return []
+
+
+def remove_state_dir(directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)

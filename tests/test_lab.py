@@ -1,0 +1,103 @@
+"""The lab end to end: `neti lab up` converges, lab hosts reach each other through overlay IPs
+across sides, and `neti lab down` leaves nothing behind, even after the daemon crashed."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from neti_core.lab.state import read_state
+from tests.fixtures.agent import ECHO_PORT, connect_from
+
+pytestmark = pytest.mark.netns
+NETI = str(Path(sys.executable).parent / "neti")
+
+
+@pytest.fixture
+def lab_env(as_root, tmp_path):
+    prefix = f"nlt{secrets.token_hex(2)}"
+    env = {**os.environ, "NETI_LAB_DIR": str(tmp_path / "lab"), "NETI_LAB_NETNS_PREFIX": prefix}
+    yield env, prefix, tmp_path / "lab"
+    subprocess.run([NETI, "lab", "down"], env=env, capture_output=True, timeout=120, check=False)
+
+
+def _neti(env, *args, timeout=300):
+    return subprocess.run([NETI, *args], env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+def _namespaces(prefix: str) -> list[str]:
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[0] for line in names.splitlines() if line.startswith(prefix + "-")]
+
+
+def _alive(pid) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
+
+
+def test_lab_up_converges_connects_across_sides_and_down_leaves_nothing(lab_env):
+    env, prefix, directory = lab_env
+    up = _neti(env, "lab", "up", "--hosts", "4", "--vpc", "50", "--unregistered", "1", "--no-console")
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "4 agents all in sync" in up.stdout
+    status = json.loads(_neti(env, "lab", "status", "--json").stdout)
+    assert (status["agents"], status["in_sync"], status["instances"], status["mode"]) == (4, 4, 5, "netns")
+    hosts = {h["name"]: h for h in status["hosts"]}
+    assert hosts["legacy-005"]["agent"] is False
+    ec2 = next(h for h in status["hosts"] if h["agent"] and h["side"] == "ec2")
+    vpc = next(h for h in status["hosts"] if h["agent"] and h["side"] == "vpc")
+    echo = subprocess.Popen(["ip", "netns", "exec", vpc["netns"], sys.executable, "-c",
+                             "import socket\ns=socket.socket();s.setsockopt(1,2,1);"
+                             f"s.bind(('0.0.0.0',{ECHO_PORT}));s.listen()\n"
+                             "while True:\n c,a=s.accept();c.send(a[0].encode());c.close()"])
+    try:
+        # EC2 → VPC through the overlay IP: DNAT to the public address; the VPC host sees ours.
+        assert connect_from(ec2["netns"], vpc["overlay"], timeout=2) == ec2["public"]
+        # The private ranges do not route to each other, as on AWS.
+        assert connect_from(ec2["netns"], vpc["private"], timeout=1) is None
+    finally:
+        echo.kill()
+        echo.wait()
+    state = read_state(directory)
+    pids = [state.pid, state.zk_pid, state.moto_pid, *(h["pid"] for h in state.hosts if h["pid"])]
+    down = _neti(env, "lab", "down", timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert _namespaces(prefix) == []
+    assert not any(_alive(pid) for pid in pids)
+    assert not directory.exists()
+
+
+def test_down_cleans_up_after_the_lab_daemon_crashed(lab_env):
+    env, prefix, directory = lab_env
+    up = _neti(env, "lab", "up", "--hosts", "2", "--vpc", "50", "--unregistered", "0", "--no-console")
+    assert up.returncode == 0, up.stdout + up.stderr
+    state = read_state(directory)
+    os.kill(state.pid, signal.SIGKILL)
+    pids = [state.zk_pid, state.moto_pid, *(h["pid"] for h in state.hosts if h["pid"])]
+    assert any(_alive(pid) for pid in pids) and _namespaces(prefix)
+    down = _neti(env, "lab", "down", timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert "removed namespace" in down.stdout
+    assert _namespaces(prefix) == []
+    assert not any(_alive(pid) for pid in pids)
+    assert not directory.exists()
+
+
+def test_lab_up_rejects_a_bad_fleet_with_one_line(lab_env):
+    env, _, _ = lab_env
+    result = _neti(env, "lab", "up", "--hosts", "4", "--vpc", "150", "--no-console")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "--vpc" in result.stderr
