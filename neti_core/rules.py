@@ -174,11 +174,6 @@ class RuleSet:
         return dict(zip(self.dnat_specs, self.dnat, strict=True))
 
     @property
-    def chains(self) -> tuple[Chain, ...]:
-        """Every Neti chain with structured rules (the DNAT chain is kept as the ``dnat`` map)."""
-        return self.filter_chains
-
-    @property
     def chain_names(self) -> dict[str, tuple[str, ...]]:
         """Table → Neti chain names, including the DNAT chain."""
         return {FILTER: tuple(c.name for c in self.filter_chains), NAT: (DNAT_CHAIN,)}

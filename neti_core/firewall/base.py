@@ -234,7 +234,7 @@ class NamespacedBackend:
 
 
 def make_backend(config: NetiConfig, *, netns: str | None = None,
-                 record_path: Path | None = None) -> Any:
+                 record_path: Path | None = None) -> FirewallBackend | NamespacedBackend:
     """The backend ``config.firewall_backend`` asks for; ``auto`` follows the host's iptables flavour.
 
     ``auto``: nft hosts get ``restore`` with iptables-nft (python-iptables cannot write nft tables);

@@ -236,11 +236,20 @@ class IptcBackend(FirewallBackend):
             raise FirewallApplyError(f"libiptc refused the change: {exc}") from exc
 
     def _jump_rules(self, table: Any, chain: str) -> list[tuple[int, str]]:
-        """(index, spec) of rules in ``chain`` that jump into a Neti chain."""
+        """(index, spec) of rules in ``chain`` that jump into a Neti chain.
+
+        Target names come from libiptc directly; only Neti's jumps are decoded by python-iptables,
+        so a built-in chain full of another tool's rules costs little.
+        """
+        lib, handle, name = table._iptc, table._handle, chain.encode()
         found = []
-        for index, rule in enumerate(self.iptc.Chain(table, chain).rules):
-            if rule.target.name.startswith(CHAIN_PREFIX):
+        index, entry = 0, lib.iptc_first_rule(name, handle)
+        while entry:
+            target = lib.iptc_get_target(entry, handle) or b""
+            if target.startswith(CHAIN_PREFIX.encode()):
+                rule = self.iptc.Rule(entry.contents, self.iptc.Chain(table, chain))
                 found.append((index, rule_spec(rule)))
+            index, entry = index + 1, lib.iptc_next_rule(entry, handle)
         return found
 
     def _fix_jumps(self, tables: dict[str, Any], desired: RuleSet) -> None:
