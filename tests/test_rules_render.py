@@ -6,6 +6,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 
 from neti_core.config import NetiConfig, PortRange
+from neti_core.firewall.iptc_backend import _address_spec
 from neti_core.firewall.live import (
     LiveState,
     compare,
@@ -214,3 +215,11 @@ def test_flush_text_removes_neti_chains_and_jumps_only() -> None:
         "-X NETI-FAILSAFE", "-X NETI-INPUT", "COMMIT",
         "*nat", ":NETI-DNAT - [0:0]", "-D OUTPUT -d 192.168.0.0/16 -j NETI-DNAT", "-X NETI-DNAT", "COMMIT"]
     assert render_flush(LiveState()) == ""
+
+
+def test_python_iptables_masks_are_normalised_to_iptables_save_prefixes() -> None:
+    """python-iptables reads back 10.0.0.1/255.255.255.255; iptables-save prints 10.0.0.1/32."""
+    assert _address_spec("-d", "10.0.0.1/255.255.255.255") == ["-d", "10.0.0.1/32"]
+    assert _address_spec("-s", "10.8.0.0/255.255.0.0") == ["-s", "10.8.0.0/16"]
+    assert _address_spec("-s", "!172.16.0.0/255.240.0.0") == ["!", "-s", "172.16.0.0/12"]
+    assert _address_spec("-s", "0.0.0.0/0.0.0.0") == []

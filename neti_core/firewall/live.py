@@ -170,7 +170,7 @@ def _compare_dnat(live: LiveState, desired: RuleSet) -> list[str]:
         return [f"nat {DNAT_CHAIN}: chain missing"]
     wanted = desired.dnat_specs
     # Order inside the DNAT chain carries no meaning (one rule per overlay IP), duplicates do.
-    if len(have) == len(wanted) and set(have) == set(wanted):
+    if len(have) == len(wanted) and set(have) == desired.dnat_by_spec.keys():
         return []
     counts = Counter(have)
     wanted_set = set(wanted)
