@@ -6,7 +6,7 @@ from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 
 from neti_core.config import NetiConfig, PortRange
-from neti_core.firewall.iptc_backend import _address_spec
+from neti_core.firewall.iptc_entries import _address_spec
 from neti_core.firewall.live import (
     LiveState,
     compare,
