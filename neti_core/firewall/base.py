@@ -43,7 +43,11 @@ if TYPE_CHECKING:
     from neti_core.config import NetiConfig
     from neti_core.firewall.detect import Detection
 
-# The backend `auto` picks where the host's iptables is legacy (see detect.py and the bench).
+# The backend `auto` picks where the host's iptables is legacy. Measured with bench/apply.py at
+# 10,000 members (2 cores): iptc full sync ~75 ms, delta ~20 ms, drift ~45 ms, against restore on
+# iptables-legacy ~95-120 ms, ~25-35 ms, ~35 ms: iptc writes a table with one commit and no process
+# starts, and only it met the full-sync and delta goals on legacy in every run. On nft hosts
+# python-iptables cannot be used at all, so `auto` is restore with iptables-nft there.
 AUTO_LEGACY_BACKEND = "iptc"
 _PLAN_COMMAND_LINES = 40
 
