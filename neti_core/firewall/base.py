@@ -15,6 +15,7 @@ Interface, as the agent uses it::
     print(backend.plan(desired))                # what would change; reads only, never writes
     backend.flush()                             # removes every NETI-* chain, jump and Neti's ipset
     backend.read()                              # LiveState: the normalised live objects
+    backend.close()                             # ends a NamespacedBackend's thread; no-op otherwise
 
 Guarantees: ``apply`` is atomic per table and, when it raises :class:`FirewallApplyError`, the
 rules that were live before are still live (a failed delta falls back once to a full sync, which is
@@ -117,6 +118,10 @@ class FirewallBackend(ABC):
 
     def describe(self) -> str:
         return self.name
+
+    def close(self) -> None:
+        """Nothing to release; present so every backend, wrapped or not, can be closed alike."""
+        return None
 
     # -- the interface ------------------------------------------------------------------------
     @property
