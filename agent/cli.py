@@ -67,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         from agent.dryrun import dry_run
 
         return dry_run(config, identity, backend)
-    return run(config, identity, backend, once=args.once)
+    return run(config, identity, backend, once=args.once, config_path=args.config)
 
 
-def run(config: NetiConfig, identity: object, backend: object, *, once: bool) -> int:
+def run(config: NetiConfig, identity: object, backend: object, *, once: bool, config_path: str) -> int:
     from agent.agent import Agent
     from agent.metrics import HealthServer
     from agent.tagging import tag_in_background
@@ -99,7 +99,7 @@ def run(config: NetiConfig, identity: object, backend: object, *, once: bool) ->
         if config.metrics_port:
             health = HealthServer(config.metrics_address, config.metrics_port, agent.metrics,
                                   agent.health).start()
-        tag_in_background(config, identity.instance_id, str(agent.overlay_ip))  # type: ignore[attr-defined]
+        tag_in_background(config_path, identity.instance_id, str(agent.overlay_ip))  # type: ignore[attr-defined]
         stop.wait()
         return 0
     except NetiError as exc:

@@ -16,6 +16,7 @@ import random
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -37,6 +38,7 @@ from neti_core.zkserver import ZooKeeperServer
 
 log = logging.getLogger("neti.lab")
 NETNS_PREFIX = "nlab"
+LAUNCH_WORKERS = 4
 ZK_PREFIX = "/neti"
 AGENT_SETTINGS: dict[str, Any] = {
     "zk_prefix": ZK_PREFIX,
@@ -81,6 +83,7 @@ class Lab:
         self.subnets: dict[Side, str] = {}
         self.vpc_ids: dict[Side, str] = {}
         self.next_index = 1
+        self.image_id = ""
         self.stopped = threading.Event()
 
     # --- bring-up ---------------------------------------------------------------------------------
@@ -104,14 +107,24 @@ class Lab:
         if self.network is not None:
             self.network.build()
         self._write_console_config()
-        for n, plan in enumerate(plans, 1):
-            self.launch(plan)
-            self.save(progress=f"{n}/{len(plans)} instances launched")
+        launched = 0
+        # Build every host first, then start the agents together: agents started one by one
+        # would each resync on every later join, which costs more CPU than the whole bring-up.
+        with ThreadPoolExecutor(max_workers=LAUNCH_WORKERS) as pool:
+            for _ in pool.map(lambda plan: self.launch(plan, start_agent=False), plans):
+                launched += 1
+                self.save(progress=f"{launched}/{len(plans)} instances launched")
+        self.save(progress=f"starting {sum(p.runs_agent for p in plans)} agents")
+        for host in list(self.hosts.values()):
+            if host.sim is not None:
+                host.sim.start_agent()
         self.next_index = len(plans) + 1
         self.save(phase="ready", progress=f"{len(plans)} instances launched")
 
     def _seed_networks(self) -> None:
         """Two VPCs in moto: one stands in for EC2-Classic (moto has no Classic), one is the VPC."""
+        # Listing moto's ~1,300 images takes a second or two: look one up once, not per launch.
+        self.image_id = self.ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
         for side, cidr in ((Side.EC2, EC2_PRIVATE), (Side.VPC, VPC_PRIVATE)):
             vpc = self.ec2.create_vpc(CidrBlock=str(cidr))["Vpc"]["VpcId"]
             self.ec2.create_tags(Resources=[vpc], Tags=[{"Key": "Name", "Value": f"lab-{side.value}"}])
@@ -128,8 +141,9 @@ class Lab:
         self.save(console_config=str(self.dir / "console.yml"))
 
     def _run_instance(self, plan: HostPlan) -> tuple[str, IPv4Address]:
-        image = self.ec2.describe_images()["Images"][0]["ImageId"]
-        used = {h.public for h in self.hosts.values()}
+        image = self.image_id
+        with self.lock:
+            used = {h.public for h in self.hosts.values()}
         for _ in range(5):
             instance = self.ec2.run_instances(
                 ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.micro",
@@ -147,21 +161,23 @@ class Lab:
             self.ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
         raise RuntimeError(f"moto gave {plan.name} no usable public address")
 
-    def launch(self, plan: HostPlan) -> LabHost:
+    def launch(self, plan: HostPlan, start_agent: bool = True) -> LabHost:
         instance_id, public = self._run_instance(plan)
         host = LabHost(plan, instance_id, public)
         with self.lock:
             self.hosts[plan.name] = host
         if plan.runs_agent:
             if self.network is not None:
-                host.net = self.network.add_host(plan.name, plan.side, plan.private, public)
+                with self.lock:  # the network's address and interface counters are not thread-safe
+                    host.net = self.network.add_host(plan.name, plan.side, plan.private, public)
             host.sim = SimHost(host.net.name if host.net else None, instance_id, plan.private, public,
                                plan.side, self.dir / "hosts" / plan.name, name=plan.name,
                                mac=f"02:00:{random.randrange(256):02x}:00:{self.next_index % 256:02x}:01",
                                vpc_id=self.vpc_ids[Side.VPC] if plan.side is Side.VPC else None)
             host.sim.prepare(("127.0.0.1", self.zk.port), AGENT_SETTINGS,
                              ec2_target=("127.0.0.1", self.moto.port))
-            host.sim.start_agent()
+            if start_agent:
+                host.sim.start_agent()
         return host
 
     def terminate(self, name: str) -> None:
