@@ -29,7 +29,7 @@ class MembershipPlan:
     live: int                     # members announced in the party now
     in_grace: int                 # vanished, still programmed until their grace period ends
     removed: int                  # vanished and dropped by this plan
-    blocked_removals: int         # vanished past grace but held by the guard
+    blocked_removals: int         # vanished members the guard holds (0: the guard is not tripped)
     maxchange: int
     next_expiry: float | None     # monotonic time at which a grace period ends
 
@@ -57,7 +57,8 @@ class MembershipTracker:
         expired = [k for k in gone if now - self._vanished_since[k] >= self.grace_seconds]
         # The guard counts every member that would be removed, whether its grace period has run out
         # or not: a mass outage shows up as staggered session expiries, never as one big step.
-        blocked = expired if len(gone) > maxchange else []
+        tripped = len(gone) > maxchange
+        blocked = expired if tripped else []
         # Live entries win an overlay IP over kept ones (a host that came back with new addresses).
         by_overlay: dict[object, Member] = {}
         for member in [*live_by_key.values(), *(self.applied[k] for k in [*in_grace, *blocked])]:
@@ -68,7 +69,7 @@ class MembershipTracker:
             live=len(live_by_key),
             in_grace=len(in_grace),
             removed=len(expired) - len(blocked),
-            blocked_removals=len(blocked),
+            blocked_removals=len(gone) if tripped else 0,  # all of them are held, in grace or not
             maxchange=maxchange,
             next_expiry=min(expiries) if expiries else None,
         )
