@@ -19,11 +19,13 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from neti_core.model import Side
 from neti_core.netns import Namespace, Netns
+from neti_core.netns import delete as delete_namespace
 
 _SEGMENTS = ("ec2", "vpc", "net")
 _EC2, _VPC, _NET = IPv4Network("10.10.0.0/24"), IPv4Network("10.20.0.0/24"), IPv4Network("203.0.113.0/24")
@@ -70,6 +72,7 @@ class SimNetwork:
     segments: Segments = field(default_factory=Segments)
     group: Netns = field(default_factory=Netns)
     namespaces: dict[str, Namespace] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __enter__(self) -> SimNetwork:
         return self.build()
@@ -102,19 +105,45 @@ class SimNetwork:
             group.attach(switch, f"rt-{segment}", f"br-{segment}")
             router.add_address(segment, f"{seg.gateway(segment)}/{seg.network(segment).prefixlen}")
         router.sysctl("net.ipv4.ip_forward", "1")
-        for host in self.hosts:
-            ns = group.namespace(host.name)
-            self.namespaces[host.name] = ns
-            group.veth(ns, "eth0", switch, host.name)
-            group.attach(switch, host.name, f"br-{host.segment}")
-            network = seg.network(host.segment)
-            if host.private not in network:
-                raise ValueError(f"{host.name}: {host.private} is not in the {host.segment} segment")
-            ns.add_address("eth0", f"{host.private}/{network.prefixlen}")
-            ns.add_route("default", str(seg.gateway(host.segment)))
         self.namespaces["rt"] = router
         self.namespaces["sw"] = switch
-        router.run(["iptables-restore"], input=self.router_rules())
+        for host in self.hosts:
+            self._plug(host)
+        self._apply_router_rules()
+
+    def _plug(self, host: SimHost) -> Namespace:
+        network = self.segments.network(host.segment)
+        if host.private not in network:
+            raise ValueError(f"{host.name}: {host.private} is not in the {host.segment} segment")
+        ns = self.group.namespace(host.name)
+        self.namespaces[host.name] = ns
+        self.group.veth(ns, "eth0", self.namespaces["sw"], host.name)
+        self.group.attach(self.namespaces["sw"], host.name, f"br-{host.segment}")
+        ns.add_address("eth0", f"{host.private}/{network.prefixlen}")
+        ns.add_route("default", str(self.segments.gateway(host.segment)))
+        return ns
+
+    def _apply_router_rules(self) -> None:
+        self.namespaces["rt"].run(["iptables-restore", "-w"], input=self.router_rules())
+
+    def add_host(self, host: SimHost) -> Namespace:
+        """Plug one more host into a built network (a launched instance). Thread-safe."""
+        with self._lock:
+            if any(h.name == host.name for h in self.hosts):
+                raise ValueError(f"host {host.name!r} exists already")
+            ns = self._plug(host)
+            self.hosts.append(host)
+            self._apply_router_rules()
+            return ns
+
+    def remove_host(self, name: str) -> None:
+        """Unplug and delete a host (a terminated instance); its public address is free again."""
+        with self._lock:
+            self.hosts = [h for h in self.hosts if h.name != name]
+            ns = self.namespaces.pop(name)
+            self._apply_router_rules()
+            delete_namespace(ns.name)
+            self.group.namespaces = [n for n in self.group.namespaces if n.name != ns.name]
 
     def router_rules(self) -> str:
         """The router's raw isolation and 1:1 NAT, as iptables-restore input."""

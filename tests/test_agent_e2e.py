@@ -23,51 +23,51 @@ def test_agents_converge_and_overlay_ips_reach_members_across_sides(agent_fleet)
     assert statuses[v.instance_id].ruleset_hash != statuses[a.instance_id].ruleset_hash
     assert {s.side for s in statuses.values()} == {"ec2", "vpc"}
     # Same side: the overlay IP reaches b's private address, and b sees a's private address.
-    assert connect_from(a.ns, statuses[b.instance_id].overlay_ip) == str(a.net.address)
+    assert connect_from(a.ns, statuses[b.instance_id].overlay_ip) == str(a.address)
     # Across sides: a reaches v through v's public address; v sees a's public address.
-    assert connect_from(a.ns, statuses[v.instance_id].overlay_ip) == str(a.net.public)
-    assert connect_from(v.ns, statuses[a.instance_id].overlay_ip) == str(v.net.public)
+    assert connect_from(a.ns, statuses[v.instance_id].overlay_ip) == str(a.public)
+    assert connect_from(v.ns, statuses[a.instance_id].overlay_ip) == str(v.public)
 
 
 def test_a_host_override_flips_reject_all_and_the_rules_follow(agent_fleet):
     a = agent_fleet.add(Side.EC2)
     v = agent_fleet.add(Side.VPC)
-    outsider = agent_fleet.network.add_outsider("out")
+    outsider = agent_fleet.add_outsider("out")
     wait_for(lambda: agent_fleet.converged(members=2), what="converged")
-    assert connect_from(outsider.name, v.net.public) == str(outsider.address)  # reject_all off
+    assert connect_from(outsider.name, v.public) == str(outsider.address)  # reject_all off
 
     agent_fleet.set_host_reject_all(v, True)
     status = wait_for(lambda: (s := agent_fleet.status(v)) and s.reject_all and s.deadman == "confirmed"
                       and s, timeout=30, what="reject_all applied and confirmed")
     assert status.reject_all_source == "host"
-    assert connect_from(outsider.name, v.net.public) is None  # dropped
+    assert connect_from(outsider.name, v.public) is None  # dropped
     overlay_v = agent_fleet.status(v).overlay_ip
-    assert connect_from(a.ns, overlay_v) == str(a.net.public)  # members still get in
+    assert connect_from(a.ns, overlay_v) == str(a.public)  # members still get in
     assert agent_fleet.status(a).reject_all is False  # only that host
 
     agent_fleet.set_host_reject_all(v, False)
     wait_for(lambda: agent_fleet.status(v).reject_all is False, what="reject_all off again")
-    assert connect_from(outsider.name, v.net.public) == str(outsider.address)
+    assert connect_from(outsider.name, v.public) == str(outsider.address)
 
 
 def test_the_deadman_rolls_back_when_zookeeper_is_cut_after_the_flip(agent_fleet):
     v = agent_fleet.add(Side.VPC)
-    outsider = agent_fleet.network.add_outsider("out")
+    outsider = agent_fleet.add_outsider("out")
     wait_for(lambda: agent_fleet.converged(members=1), what="converged")
     agent_fleet.set_host_reject_all(v, True)
     wait_for(lambda: agent_fleet.status(v).deadman == "pending", timeout=20, what="deadman pending")
     # Cut the agent off ZooKeeper (inside its own namespace) before it can confirm.
     v.host.shell("iptables", "-w", "-I", "OUTPUT", "-o", "lo", "-p", "tcp", "--dport", "2181", "-j", "DROP")
-    assert connect_from(outsider.name, v.net.public) is None  # reject_all is in force meanwhile
+    assert connect_from(outsider.name, v.public) is None  # reject_all is in force meanwhile
     # Within the deadline (6 s) it is not confirmed: the previous rules come back by themselves.
-    wait_for(lambda: connect_from(outsider.name, v.net.public) == str(outsider.address), timeout=20,
+    wait_for(lambda: connect_from(outsider.name, v.public) == str(outsider.address), timeout=20,
              what="rules rolled back")
     v.host.shell("iptables", "-w", "-D", "OUTPUT", "-o", "lo", "-p", "tcp", "--dport", "2181", "-j", "DROP")
     status = wait_for(lambda: (s := agent_fleet.status(v)) and s.deadman == "rolled_back" and s,
                       timeout=30, what="rollback reported")
     assert status.reject_all is False
     # The same instruction is not retried: it stays rolled back until an operator changes it.
-    assert connect_from(outsider.name, v.net.public) == str(outsider.address)
+    assert connect_from(outsider.name, v.public) == str(outsider.address)
     assert "not confirmed" in agent_fleet.log(v)
 
 
@@ -91,7 +91,7 @@ def test_session_expiry_rejoins_with_the_same_overlay_ip_and_keeps_the_rules(age
     a.host.shell("iptables", "-w", "-I", "OUTPUT", *cut)
     # ZooKeeper expires the silent session (4 s timeout); a's rules stay in place meanwhile.
     wait_for(lambda: agent_fleet.status(a) is None, timeout=20, what="a's session expired")
-    assert connect_from(b.ns, before.overlay_ip) == str(b.net.address)
+    assert connect_from(b.ns, before.overlay_ip) == str(b.address)
     a.host.shell("iptables", "-w", "-D", "OUTPUT", *cut)
     after = wait_for(lambda: agent_fleet.status(a), timeout=30, what="a back with a new session")
     assert after.overlay_ip == before.overlay_ip
@@ -115,13 +115,13 @@ def test_half_the_members_vanishing_trips_the_guard_and_nothing_is_removed(agent
     assert status.guard.blocked_removals == 2 and status.guard.maxchange == 1
     assert status.members == 4
     # Nothing removed: c (its agent dead, its host alive) still gets through a's reject_all.
-    assert connect_from(c.ns, overlay_a) == str(c.net.address)
+    assert connect_from(c.ns, overlay_a) == str(c.address)
     # An operator raises maxchange: the removals go through and the guard clears.
     agent_fleet.zk.set(agent_fleet.paths.maxchange, b"5")
     wait_for(lambda: (s := agent_fleet.status(a)) and s.guard is None and s.members == 2, timeout=30,
              what="guard cleared")
     assert connect_from(c.ns, overlay_a) is None
-    assert connect_from(b.ns, overlay_a) == str(b.net.address)
+    assert connect_from(b.ns, overlay_a) == str(b.address)
 
 
 def test_a_malformed_party_entry_is_reported_and_the_agent_keeps_working(agent_fleet):
@@ -133,7 +133,7 @@ def test_a_malformed_party_entry_is_reported_and_the_agent_keeps_working(agent_f
     b = agent_fleet.add(Side.VPC)
     wait_for(lambda: agent_fleet.converged(members=2), what="converged with the new member")
     assert agent_fleet.status(a).malformed_entries == 1
-    assert connect_from(b.ns, agent_fleet.status(a).overlay_ip) == str(b.net.public)
+    assert connect_from(b.ns, agent_fleet.status(a).overlay_ip) == str(b.public)
 
 
 def test_kill_9_and_restart_keeps_the_overlay_ip_and_reconciles_the_rules(agent_fleet):
@@ -149,7 +149,7 @@ def test_kill_9_and_restart_keeps_the_overlay_ip_and_reconciles_the_rules(agent_
     assert after.overlay_ip == before.overlay_ip
     assert after.ruleset_hash == before.ruleset_hash
     assert "match-set" in a.host.shell("iptables", "-w", "-S", "NETI-INPUT").stdout
-    assert connect_from(b.ns, before.overlay_ip) == str(b.net.address)
+    assert connect_from(b.ns, before.overlay_ip) == str(b.address)
 
 
 def test_dry_run_prints_the_change_and_leaves_the_kernel_unchanged(agent_fleet):

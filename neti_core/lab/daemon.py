@@ -27,13 +27,13 @@ import yaml
 
 from neti_core.errors import MalformedEntryError
 from neti_core.lab.control import ControlServer
-from neti_core.lab.host import SimHost
-from neti_core.lab.network import OUTSIDE, Attached, SimNetwork
-from neti_core.lab.plan import EC2_PRIVATE, VPC_PRIVATE, HostPlan, plan_fleet
+from neti_core.lab.host import SimInstance
+from neti_core.lab.plan import EC2_PRIVATE, OUTSIDE, VPC_PRIVATE, HostPlan, plan_fleet
 from neti_core.lab.state import LabState, write_state
 from neti_core.model import Side, parse_ipv4
 from neti_core.motoserver import MotoServer
 from neti_core.netns import Netns
+from neti_core.simnet import Segments, SimHost, SimNetwork
 from neti_core.zkserver import ZooKeeperServer
 
 log = logging.getLogger("neti.lab")
@@ -58,13 +58,13 @@ class LabHost:
     plan: HostPlan
     instance_id: str
     public: IPv4Address
-    sim: SimHost | None = None
-    net: Attached | None = None
+    sim: SimInstance | None = None
+    netns: str | None = None
 
     def record(self) -> dict[str, Any]:
         return {"name": self.plan.name, "instance_id": self.instance_id, "side": self.plan.side.value,
                 "private": str(self.plan.private), "public": str(self.public),
-                "agent": self.plan.runs_agent, "netns": self.net.name if self.net else None,
+                "agent": self.plan.runs_agent, "netns": self.netns,
                 "pid": self.sim.process.pid if self.sim and self.sim.process else None}
 
 
@@ -76,7 +76,8 @@ class Lab:
                               netns_prefix=netns_prefix, zk_prefix=ZK_PREFIX)
         self.zk = ZooKeeperServer(workdir=state_dir / "zookeeper", heap_mb=384)
         self.moto = MotoServer(log_path=state_dir / "moto.log")
-        self.network = SimNetwork(netns=Netns(prefix=netns_prefix)) if use_netns else None
+        self.network = SimNetwork([], Segments(EC2_PRIVATE, VPC_PRIVATE, OUTSIDE),
+                                  Netns(prefix=netns_prefix)) if use_netns else None
         self.hosts: dict[str, LabHost] = {}
         self.lock = threading.RLock()
         self.ec2: Any = None
@@ -168,9 +169,8 @@ class Lab:
             self.hosts[plan.name] = host
         if plan.runs_agent:
             if self.network is not None:
-                with self.lock:  # the network's address and interface counters are not thread-safe
-                    host.net = self.network.add_host(plan.name, plan.side, plan.private, public)
-            host.sim = SimHost(host.net.name if host.net else None, instance_id, plan.private, public,
+                host.netns = self.network.add_host(SimHost(plan.name, plan.side, plan.private, public)).name
+            host.sim = SimInstance(host.netns, instance_id, plan.private, public,
                                plan.side, self.dir / "hosts" / plan.name, name=plan.name,
                                mac=f"02:00:{random.randrange(256):02x}:00:{self.next_index % 256:02x}:01",
                                vpc_id=self.vpc_ids[Side.VPC] if plan.side is Side.VPC else None)
@@ -186,8 +186,8 @@ class Lab:
         self.ec2.terminate_instances(InstanceIds=[host.instance_id])
         if host.sim is not None:
             host.sim.cleanup()
-        if host.net is not None and self.network is not None:
-            self.network.remove_host(host.net)
+        if host.netns is not None and self.network is not None:
+            self.network.remove_host(host.plan.name)
 
     # --- fault injection --------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ def agent_command() -> list[str]:
 
 
 @dataclass
-class SimHost:
+class SimInstance:
     """``netns`` None: no namespace (the lab without root): the agent records instead of
     programming a kernel, and ZooKeeper and metadata listen on free loopback ports."""
 

@@ -9,6 +9,7 @@ from neti_core.model import Side
 
 EC2_PRIVATE = IPv4Network("10.0.0.0/16")
 VPC_PRIVATE = IPv4Network("172.31.0.0/16")
+OUTSIDE = IPv4Network("198.51.100.0/24")  # the internet segment: the "office" in the ssh whitelist
 MAX_HOSTS = 500  # a lab, not a load test: each host is a real agent process
 
 
