@@ -9,55 +9,26 @@ giving the namespaces a route to the host or touching the host's own firewall.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import logging
-import os
 import selectors
 import socket
 import threading
-from collections.abc import Iterator
+
+from neti_core.netns import call_in_netns
 
 log = logging.getLogger(__name__)
 
-_CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
-@contextlib.contextmanager
-def in_netns(name: str) -> Iterator[None]:
-    """Run the body in network namespace ``name`` (this thread only), then come back."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    except FileNotFoundError:
-        os.close(own)
-        raise OSError(errno.ENOENT, f"no network namespace {name!r}") from None
-    try:
-        _setns(target)
-        try:
-            yield
-        finally:
-            _setns(own)
-    finally:
-        os.close(target)
-        os.close(own)
-
-
 def listen_in_netns(name: str | None, host: str, port: int, backlog: int = 128) -> socket.socket:
     """A listening socket in namespace ``name`` (None: this thread's own namespace)."""
-    with in_netns(name) if name is not None else contextlib.nullcontext():
+
+    def listen() -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         sock.listen(backlog)
-    return sock
+        return sock
+
+    return listen() if name is None else call_in_netns(name, listen)
 
 
 class Portal:

@@ -21,7 +21,8 @@ import yaml
 
 from neti_core.imds_server import ImdsServer, metadata_tree
 from neti_core.model import Side
-from neti_core.portal import Portal, in_netns
+from neti_core.netns import call_in_netns
+from neti_core.portal import Portal
 
 IMDS_PORT = 8169
 ZK_PORT = 2181
@@ -67,8 +68,10 @@ class SimInstance:
         tree = metadata_tree(self.instance_id, str(self.private_ip), str(self.public_ip), self.mac,
                              self.vpc_id if self.side is Side.VPC else None)
         imds_port = IMDS_PORT if self.netns is not None else 0
-        with in_netns(self.netns) if self.netns is not None else contextlib.nullcontext():
+        if self.netns is None:
             self.imds = ImdsServer(tree, "127.0.0.1", imds_port)
+        else:  # the server's socket belongs to the namespace of the thread that makes it
+            self.imds = call_in_netns(self.netns, ImdsServer, tree, "127.0.0.1", imds_port)
         self.imds.start()
         zk_portal = Portal(self.netns, ("127.0.0.1", ZK_PORT if self.netns else 0), zk_target).start()
         self.portals.append(zk_portal)
