@@ -1,0 +1,429 @@
+"""The fleet model: raw ZooKeeper and EC2 observations in, batches of typed events and row changes out.
+
+Pure and single-threaded (the live view calls it from one thread): every input is the raw node
+data, decoded and validated here, so a malformed node becomes a listed problem and never a crash
+or an instruction. Each input marks only the rows it can change; a membership change marks them
+all, since every agent's lag is measured against the ``ip-map`` children version.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+from neti_core.aws import Instance
+from neti_core.errors import MalformedEntryError
+from neti_core.fleet.events import (
+    AuditAppended,
+    DefaultsChanged,
+    Ec2HealthChanged,
+    FleetBatch,
+    FleetEvent,
+    InstancesChanged,
+    Loaded,
+    MaxchangeChanged,
+    MembersChanged,
+    OverlayMapChanged,
+    OverridesChanged,
+    PhaseChanged,
+    ProblemsFound,
+    StatusesChanged,
+    ZkHealthChanged,
+)
+from neti_core.fleet.state import (
+    OVERLAY_KEY_PREFIX,
+    AuditRecord,
+    Ec2Health,
+    FleetSnapshot,
+    FleetSummary,
+    HostRow,
+    RuleState,
+    ZkHealth,
+    ZkState,
+    build_row,
+    summarize,
+)
+from neti_core.model import Member, parse_party_entry
+from neti_core.schema import AgentStatus, AuditEntry, FleetDefaults, PhaseRecord, RejectAllOverride
+
+AUDIT_KEEP = 1000
+
+
+@dataclass
+class TreeRead:
+    """Everything read from ZooKeeper in one pass (start-up or after a reconnection)."""
+
+    party: list[str] = field(default_factory=list)
+    cversion: int | None = None
+    ip_to_id: dict[str, bytes] = field(default_factory=dict)
+    id_to_ip: list[str] = field(default_factory=list)
+    statuses: dict[str, bytes] = field(default_factory=dict)
+    overrides: dict[str, bytes] = field(default_factory=dict)
+    defaults: bytes | None = None
+    phase: bytes | None = None
+    maxchange: bytes | None = None
+    audit: dict[str, bytes] = field(default_factory=dict)
+    audit_names: int = 0
+
+    @property
+    def nodes(self) -> int:
+        return (len(self.party) + len(self.ip_to_id) + len(self.id_to_ip) + len(self.statuses)
+                + len(self.overrides) + len(self.audit) + 3)
+
+
+def audit_seq(name: str) -> int | None:
+    """``entry-0000000042`` → 42; None for anything else."""
+    prefix, _, digits = name.rpartition("-")
+    return int(digits) if prefix == "entry" and digits.isdigit() else None
+
+
+class FleetModel:
+    """The live model behind the console. Not thread-safe: one thread feeds it."""
+
+    def __init__(self, *, audit_keep: int = AUDIT_KEEP, ec2_configured: bool = True,
+                 zk_hosts: str = "") -> None:
+        self.audit_keep = audit_keep
+        self._party: dict[str, Member] = {}
+        self._party_bad: dict[str, str] = {}
+        self._cversion: int | None = None
+        self._ip_to_id: dict[str, str] = {}
+        self._id_to_ip: set[str] = set()
+        self._statuses: dict[str, AgentStatus] = {}
+        self._overrides: dict[str, RejectAllOverride] = {}
+        self._bad: dict[str, str] = {}  # node path (relative) -> problem
+        self._defaults: FleetDefaults | None = None
+        self._phase: PhaseRecord | None = None
+        self._maxchange: int | None = None
+        self._audit: list[AuditRecord] = []
+        self._audit_total = 0
+        self._instances: dict[str, Instance] | None = None
+        self._by_address: dict[str, str] = {}
+        self._zk = ZkHealth(hosts=zk_hosts)
+        self._ec2 = Ec2Health(configured=ec2_configured)
+        self._rows: dict[str, HostRow] = {}
+        self._members_by_key: dict[str, Member] = {}
+        self._summary = FleetSummary()
+        self._events: list[FleetEvent] = []
+        self._status_updated: set[str] = set()
+        self._status_removed: set[str] = set()
+        self._override_ids: set[str] = set()
+        self._dirty: set[str] = set()
+        self._all_dirty = False
+        self._problems_changed = False
+        self._touched = False
+        self._seq = 0
+        self._snapshot: FleetSnapshot | None = None
+
+    # --- ZooKeeper inputs --------------------------------------------------------------------
+
+    def reset(self, tree: TreeRead, seconds: float) -> None:
+        """Replace everything with a fresh read of the tree."""
+        self._party.clear()
+        self._party_bad.clear()
+        self._bad = {k: v for k, v in self._bad.items() if k.startswith("ec2:")}
+        for name in tree.party:
+            self._parse_party_entry(name)
+        self._cversion = tree.cversion
+        self._ip_to_id = {ip: data.decode(errors="replace").strip() for ip, data in tree.ip_to_id.items()}
+        self._id_to_ip = set(tree.id_to_ip)
+        self._statuses.clear()
+        for instance_id, data in tree.statuses.items():
+            self._decode_status(instance_id, data)
+        self._overrides.clear()
+        for instance_id, data in tree.overrides.items():
+            self._decode_override(instance_id, data)
+        self._defaults = self._decode(FleetDefaults, "control/defaults", tree.defaults)
+        self._phase = self._decode(PhaseRecord, "control/phase", tree.phase)
+        self._maxchange = self._decode_maxchange(tree.maxchange)
+        self._audit = []
+        for name, data in tree.audit.items():
+            self._insert_audit(name, data)
+        self._audit_total = tree.audit_names
+        self._events.append(Loaded(seconds, tree.nodes))
+        self._zk = replace(self._zk, loaded=True, load_seconds=seconds)
+        self._events.append(ZkHealthChanged(self._zk))
+        self._all_dirty = self._problems_changed = True
+
+    def set_party(self, children: Iterable[str], cversion: int) -> None:
+        names = set(children)
+        old = set(self._party) | set(self._party_bad)
+        added, removed = names - old, old - names
+        for name in removed:
+            self._party.pop(name, None)
+            if self._party_bad.pop(name, None) is not None:
+                self._problems_changed = True
+        for name in added:
+            self._parse_party_entry(name)
+        if added or removed or cversion != self._cversion:
+            self._cversion = cversion
+            self._events.append(MembersChanged(len(added), len(removed), cversion))
+            self._all_dirty = True
+
+    def set_ip_to_id(self, overlay_ip: str, data: bytes | None) -> None:
+        owner = None if data is None else data.decode(errors="replace").strip()
+        if self._ip_to_id.get(overlay_ip) == owner:
+            return
+        if owner is None:
+            self._ip_to_id.pop(overlay_ip, None)
+        else:
+            self._ip_to_id[overlay_ip] = owner
+        self._events.append(OverlayMapChanged(1))
+        self._all_dirty = True
+
+    def set_id_to_ip(self, children: Iterable[str]) -> None:
+        names = set(children)
+        if names != self._id_to_ip:
+            self._events.append(OverlayMapChanged(len(names ^ self._id_to_ip)))
+            self._id_to_ip = names
+            self._touched = True
+
+    def set_status(self, instance_id: str, data: bytes | None) -> None:
+        had = instance_id in self._statuses
+        old = self._statuses.get(instance_id)
+        if data is None:
+            self._statuses.pop(instance_id, None)
+            if self._bad.pop(f"status/{instance_id}", None) is not None:
+                self._problems_changed = True
+            self._status_removed.add(instance_id)
+            self._status_updated.discard(instance_id)
+        else:
+            self._decode_status(instance_id, data)
+            self._status_updated.add(instance_id)
+            self._status_removed.discard(instance_id)
+        new = self._statuses.get(instance_id)
+        self._dirty.add(instance_id)
+        if new is not None and (not had or old is None or old.overlay_ip != new.overlay_ip) \
+                and f"{OVERLAY_KEY_PREFIX}{new.overlay_ip}" in self._members_by_key:
+            self._all_dirty = True  # a nameless party entry can now be named by its status
+
+    def set_override(self, instance_id: str, data: bytes | None) -> None:
+        if data is None:
+            self._overrides.pop(instance_id, None)
+            self._bad.pop(f"control/reject_all/{instance_id}", None)
+        else:
+            self._decode_override(instance_id, data)
+        self._override_ids.add(instance_id)
+        self._dirty.add(instance_id)
+
+    def set_defaults(self, data: bytes | None) -> None:
+        self._defaults = self._decode(FleetDefaults, "control/defaults", data)
+        self._events.append(DefaultsChanged(self._defaults))
+        self._all_dirty = True
+
+    def set_phase(self, data: bytes | None) -> None:
+        self._phase = self._decode(PhaseRecord, "control/phase", data)
+        self._events.append(PhaseChanged(self._phase))
+        self._touched = True
+
+    def set_maxchange(self, data: bytes | None) -> None:
+        self._maxchange = self._decode_maxchange(data)
+        self._events.append(MaxchangeChanged(self._maxchange))
+        self._touched = True
+
+    def add_audit(self, entries: Mapping[str, bytes], total_names: int) -> None:
+        newest = self._audit[-1].seq if self._audit else -1
+        added = [record for name, data in sorted(entries.items())
+                 if (record := self._insert_audit(name, data)) is not None and record.seq > newest]
+        self._audit_total = max(self._audit_total, total_names)
+        if added:
+            self._events.append(AuditAppended(tuple(added)))
+        self._touched = True
+
+    @property
+    def audit_seqs(self) -> set[int]:
+        return {record.seq for record in self._audit}
+
+    def set_zk_state(self, state: ZkState, now: float) -> None:
+        if state is not self._zk.state:
+            self._zk = replace(self._zk, state=state, since=now)
+            self._events.append(ZkHealthChanged(self._zk))
+
+    # --- EC2 inputs --------------------------------------------------------------------------
+
+    def set_instances(self, instances: Iterable[Instance], malformed: Iterable[str], now: float) -> None:
+        new = {instance.instance_id: instance for instance in instances}
+        old = self._instances or {}
+        added = new.keys() - old.keys()
+        removed = old.keys() - new.keys()
+        changed = {k for k in new.keys() & old.keys() if new[k] != old[k]}
+        first = self._instances is None
+        self._instances = new
+        self._by_address = {}
+        for instance in new.values():
+            for ip in (instance.private_ip, instance.public_ip):
+                if ip is not None:
+                    self._by_address.setdefault(str(ip), instance.instance_id)
+        self._ec2 = replace(self._ec2, last_ok=now, error=None, error_since=None, instances=len(new),
+                            malformed=tuple(malformed))
+        self._events.append(Ec2HealthChanged(self._ec2))
+        if first or added or removed or changed:
+            self._events.append(InstancesChanged(len(added), len(removed), len(changed)))
+        nameless = any(key.startswith(OVERLAY_KEY_PREFIX) for key in self._members_by_key)
+        if first or nameless or ((added or removed) and self._party):
+            self._all_dirty = True
+        else:
+            self._dirty |= added | removed | changed
+
+    def set_ec2_error(self, error: str, now: float) -> None:
+        since = self._ec2.error_since or now
+        self._ec2 = replace(self._ec2, error=error, error_since=since)
+        self._events.append(Ec2HealthChanged(self._ec2))
+
+    # --- output ------------------------------------------------------------------------------
+
+    @property
+    def snapshot(self) -> FleetSnapshot | None:
+        return self._snapshot
+
+    def flush(self) -> FleetBatch | None:
+        """The batch of everything since the last flush, or None when nothing happened."""
+        if not (self._events or self._dirty or self._all_dirty or self._touched):
+            return None
+        changed: set[str] = set()
+        removed: set[str] = set()
+        if self._all_dirty:
+            self._index_members()
+            keys = set(self._members_by_key) | set(self._statuses) | set(self._instances or ())
+            removed = set(self._rows) - keys
+            for key in removed:
+                del self._rows[key]
+        else:
+            keys = self._dirty
+        for key in keys:
+            row = self._build(key)
+            if row is None:
+                if self._rows.pop(key, None) is not None:
+                    removed.add(key)
+            elif row != self._rows.get(key):
+                self._rows[key] = row
+                changed.add(key)
+        if changed or removed or self._snapshot is None:
+            self._summary = summarize(self._rows.values(), self._instances is not None)
+        if self._status_updated or self._status_removed:
+            self._events.append(StatusesChanged(frozenset(self._status_updated),
+                                                frozenset(self._status_removed)))
+        if self._override_ids:
+            self._events.append(OverridesChanged(frozenset(self._override_ids)))
+        if self._problems_changed:
+            self._events.append(ProblemsFound(self.problems))
+        self._seq += 1
+        self._snapshot = FleetSnapshot(
+            seq=self._seq, rows=MappingProxyType(dict(self._rows)), summary=self._summary,
+            cversion=self._cversion, defaults=self._defaults, phase=self._phase,
+            maxchange=self._maxchange, audit=tuple(self._audit), audit_total=self._audit_total,
+            zk=self._zk, ec2=self._ec2, problems=self.problems,
+        )
+        batch = FleetBatch(self._seq, tuple(self._events), frozenset(changed), frozenset(removed),
+                           self._snapshot)
+        self._events = []
+        self._status_updated, self._status_removed, self._override_ids = set(), set(), set()
+        self._dirty = set()
+        self._all_dirty = self._problems_changed = self._touched = False
+        return batch
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        party = [f"ip-map/{name}: {why}" for name, why in sorted(self._party_bad.items())]
+        return tuple(party + [f"{path}: {why}" for path, why in sorted(self._bad.items())])
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _build(self, key: str) -> HostRow | None:
+        member = self._members_by_key.get(key)
+        status = self._statuses.get(key)
+        instance = None if self._instances is None else self._instances.get(key)
+        if member is None and status is None and instance is None:
+            return None
+        row = build_row(key, member=member, status=status, override=self._overrides.get(key),
+                        instance=instance, defaults=self._defaults, cversion=self._cversion)
+        problem = self._bad.get(f"status/{key}")
+        if problem is not None and status is None:
+            row = replace(row, state=RuleState.ERROR, detail=f"status unreadable: {problem}")
+        return row
+
+    def _index_members(self) -> None:
+        by_status_overlay = {status.overlay_ip: key for key, status in self._statuses.items()}
+        index: dict[str, Member] = {}
+        for member in self._party.values():
+            overlay = str(member.overlay)
+            key = (self._ip_to_id.get(overlay) or by_status_overlay.get(overlay)
+                   or self._by_address.get(str(member.private)) or self._by_address.get(str(member.public))
+                   or f"{OVERLAY_KEY_PREFIX}{overlay}")
+            index.setdefault(key, member)
+        self._members_by_key = index
+
+    def _parse_party_entry(self, name: str) -> None:
+        try:
+            self._party[name] = parse_party_entry(name).member
+        except MalformedEntryError as exc:
+            self._party_bad[name] = str(exc)
+            self._problems_changed = True
+
+    def _decode_status(self, instance_id: str, data: bytes) -> None:
+        path = f"status/{instance_id}"
+        try:
+            status = AgentStatus.from_json(data)
+            if status.instance_id != instance_id:
+                raise MalformedEntryError(f"names instance {status.instance_id}")
+        except MalformedEntryError as exc:
+            self._statuses.pop(instance_id, None)
+            self._bad[path] = str(exc)
+            self._problems_changed = True
+            return
+        self._statuses[instance_id] = status
+        if self._bad.pop(path, None) is not None:
+            self._problems_changed = True
+
+    def _decode_override(self, instance_id: str, data: bytes) -> None:
+        path = f"control/reject_all/{instance_id}"
+        try:
+            self._overrides[instance_id] = RejectAllOverride.from_json(data)
+            if self._bad.pop(path, None) is not None:
+                self._problems_changed = True
+        except MalformedEntryError as exc:
+            self._overrides.pop(instance_id, None)  # a bad override is never taken for an instruction
+            self._bad[path] = str(exc)
+            self._problems_changed = True
+
+    def _decode(self, kind: Any, path: str, data: bytes | None) -> Any:
+        had = self._bad.pop(path, None) is not None
+        if data is None or not data.strip():
+            self._problems_changed |= had
+            return None
+        try:
+            value = kind.from_json(data)
+        except MalformedEntryError as exc:
+            self._bad[path] = str(exc)
+            self._problems_changed = True
+            return None
+        self._problems_changed |= had
+        return value
+
+    def _decode_maxchange(self, data: bytes | None) -> int | None:
+        if data is None:
+            return None
+        text = data.decode(errors="replace").strip()
+        return int(text) if text.isdigit() else None
+
+    def _insert_audit(self, name: str, data: bytes) -> AuditRecord | None:
+        seq = audit_seq(name)
+        if seq is None:
+            return None
+        try:
+            record = AuditRecord(seq, AuditEntry.from_json(data))
+        except MalformedEntryError as exc:
+            self._bad[f"audit/{name}"] = str(exc)
+            self._problems_changed = True
+            return None
+        index = len(self._audit)
+        if self._audit and self._audit[-1].seq >= seq:
+            index = bisect.bisect_left([r.seq for r in self._audit], seq)
+        if index < len(self._audit) and self._audit[index].seq == seq:
+            return None
+        self._audit.insert(index, record)
+        if len(self._audit) > self.audit_keep:
+            del self._audit[: len(self._audit) - self.audit_keep]
+        return record
