@@ -287,7 +287,8 @@ class FleetSnapshot:
 
     @property
     def unregistered(self) -> list[HostRow]:
-        return [row for row in self.rows.values() if row.state is RuleState.UNREGISTERED]
+        rows = [row for row in self.rows.values() if row.state is RuleState.UNREGISTERED]
+        return sorted(rows, key=lambda row: (row.name, row.key))
 
     def history(self, instance_id: str) -> list[AuditRecord]:
         return [record for record in self.audit if record.concerns(instance_id)]

@@ -1,0 +1,255 @@
+"""Operator actions: reject_all per host or fleet-wide, ``maxchange``, the migration phase.
+
+Every change is written together with its ``audit/entry-<seq>`` record in one ZooKeeper
+transaction, so there is never a control change without its who/when/why, nor an audit record of
+a change that did not happen. Writes are optimistic (version checks) and retried on a race. A
+read-only controller refuses every write with :class:`ReadOnlyError` before touching ZooKeeper:
+``--readonly`` is enforced here, not only by hiding keys in the console.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
+
+from neti_core.config import ZkPaths
+from neti_core.errors import MalformedEntryError, NetiError
+from neti_core.fleet.state import FleetSnapshot
+from neti_core.model import validate_instance_id
+from neti_core.phases import Check, check_move, get_phase
+from neti_core.schema import AuditEntry, FleetDefaults, PhaseRecord, RejectAllOverride
+
+CHUNK = 200  # hosts per transaction: one audit record each, well under ZooKeeper's 1 MB request
+_ATTEMPTS = 5
+
+
+class ReadOnlyError(NetiError):
+    """A write was attempted through a read-only controller."""
+
+
+class ControlConflictError(NetiError):
+    """Someone else kept changing the same nodes; nothing of this chunk was written."""
+
+
+class PhaseMoveRefused(NetiError):
+    """The phase move is not allowed now; ``reasons`` say why (failing guard checks)."""
+
+    def __init__(self, reasons: Sequence[str], checks: Sequence[Check] = ()) -> None:
+        self.reasons = tuple(reasons)
+        self.checks = tuple(checks)
+        super().__init__("; ".join(self.reasons))
+
+
+def default_operator() -> str:
+    """The person at the keyboard: ``$SUDO_USER`` (who ran sudo) before ``$USER``."""
+    for variable in ("SUDO_USER", "USER"):
+        if os.environ.get(variable):
+            return os.environ[variable]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    action: str
+    changed: tuple[str, ...]
+    unchanged: tuple[str, ...]
+    audit_paths: tuple[str, ...]
+
+
+class FleetControl:
+    """Writes control nodes and audit records for one operator."""
+
+    def __init__(self, client: KazooClient, paths: ZkPaths, operator: str, *, readonly: bool = False,
+                 clock: Callable[[], float] = time.time) -> None:
+        if not operator:
+            raise ValueError("an operator name is required for the audit log")
+        self.client = client
+        self.paths = paths
+        self.operator = operator
+        self.readonly = readonly
+        self.clock = clock
+
+    def _check_writable(self, what: str) -> None:
+        if self.readonly:
+            raise ReadOnlyError(f"read-only console: refusing to {what}")
+
+    def _entry(self, action: str, target: str, before: Any, after: Any, *, why: str,
+               extra: dict[str, Any] | None = None) -> AuditEntry:
+        return AuditEntry(who=self.operator, when=self.clock(), action=action, target=target,
+                          before=before, after=after, why=why, extra=extra or {})
+
+    def _commit(self, transaction: Any, entry: AuditEntry) -> str | None:
+        """Add the audit record and commit; the audit path, or None when a check failed (race)."""
+        transaction.create(f"{self.paths.audit}/entry-", entry.to_json(), sequence=True)
+        results = transaction.commit()
+        if any(isinstance(result, Exception) for result in results):
+            return None
+        return str(results[-1])
+
+    # --- reject_all ----------------------------------------------------------------------------
+
+    def set_host_reject_all(self, instance_ids: Sequence[str], value: bool | None, why: str = "",
+                            extra: dict[str, Any] | None = None) -> ActionResult:
+        """Set (True/False) or clear (None) the override of each host; hosts already so are left."""
+        action = "reject_all.clear" if value is None else "reject_all.set"
+        self._check_writable(f"{action} on {len(instance_ids)} hosts")
+        ids = list(dict.fromkeys(validate_instance_id(i) for i in instance_ids))
+        self.client.ensure_path(self.paths.control_reject_all)
+        self.client.ensure_path(self.paths.audit)
+        changed: list[str] = []
+        unchanged: list[str] = []
+        audits: list[str] = []
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start:start + CHUNK]
+            done, same, path = self._write_overrides(chunk, value, why, action, extra or {})
+            changed += done
+            unchanged += same
+            if path:
+                audits.append(path)
+        return ActionResult(action, tuple(changed), tuple(unchanged), tuple(audits))
+
+    def _override_path(self, instance_id: str) -> str:
+        return f"{self.paths.control_reject_all}/{instance_id}"
+
+    def _write_overrides(self, chunk: list[str], value: bool | None, why: str, action: str,
+                         extra: dict[str, Any]) -> tuple[list[str], list[str], str | None]:
+        for _ in range(_ATTEMPTS):
+            reads = [(i, self.client.get_async(self._override_path(i))) for i in chunk]
+            current: dict[str, tuple[bool | str | None, int | None]] = {}
+            for instance_id, result in reads:
+                try:
+                    data, stat = result.get()
+                except NoNodeError:
+                    current[instance_id] = (None, None)
+                    continue
+                try:
+                    before: bool | str | None = RejectAllOverride.from_json(data).value
+                except MalformedEntryError:
+                    before = "malformed"
+                current[instance_id] = (before, stat.version)
+            if value is None:
+                todo = [i for i in chunk if current[i][1] is not None]
+            else:
+                todo = [i for i in chunk if current[i][0] is not value]
+            same = [i for i in chunk if i not in todo]
+            if not todo:
+                return [], same, None
+            transaction = self.client.transaction()
+            document = None if value is None else RejectAllOverride(value, self.operator, self.clock(),
+                                                                    why).to_json()
+            for instance_id in todo:
+                path, version = self._override_path(instance_id), current[instance_id][1]
+                if document is None:
+                    transaction.delete(path, version=version)
+                elif version is None:
+                    transaction.create(path, document)
+                else:
+                    transaction.set_data(path, document, version=version)
+            if len(todo) == 1:
+                entry = self._entry(action, todo[0], current[todo[0]][0], value, why=why, extra=extra)
+            else:
+                entry = self._entry(action, f"{len(todo)} hosts", {i: current[i][0] for i in todo}, value,
+                                    why=why, extra={**extra, "instance_ids": todo})
+            path = self._commit(transaction, entry)
+            if path is not None:
+                return todo, same, path
+        raise ControlConflictError(f"{action}: the overrides kept changing under us; nothing written")
+
+    def set_fleet_reject_all(self, value: bool | None, why: str = "") -> ActionResult:
+        """The fleet-wide default (None: unset, each host's neti.yml decides)."""
+        self._check_writable("change the fleet reject_all default")
+        self.client.ensure_path(self.paths.control)
+        self.client.ensure_path(self.paths.audit)
+        path = self.paths.control_defaults
+        for _ in range(_ATTEMPTS):
+            data, version = self._read(path)
+            try:
+                old = FleetDefaults.from_json(data) if data else FleetDefaults()
+            except MalformedEntryError:
+                old = FleetDefaults()
+            if data is not None and old.reject_all == value:
+                return ActionResult("defaults.reject_all", (), ("fleet",), ())
+            document = FleetDefaults(value, self.operator, self.clock(), why).to_json()
+            transaction = self.client.transaction()
+            self._put(transaction, path, document, version)
+            audit = self._commit(transaction, self._entry("defaults.reject_all", "fleet", old.reject_all,
+                                                          value, why=why))
+            if audit is not None:
+                return ActionResult("defaults.reject_all", ("fleet",), (), (audit,))
+        raise ControlConflictError("control/defaults kept changing under us; nothing written")
+
+    # --- maxchange -------------------------------------------------------------------------------
+
+    def set_maxchange(self, value: int, why: str = "") -> ActionResult:
+        """The most members an agent may drop in one update (the mass-change guard's limit)."""
+        self._check_writable("change maxchange")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"maxchange must be a whole number >= 0, got {value!r}")
+        self.client.ensure_path(self.paths.audit)
+        for _ in range(_ATTEMPTS):
+            data, version = self._read(self.paths.maxchange)
+            text = (data or b"").decode(errors="replace").strip()
+            before = int(text) if text.isdigit() else (text or None)
+            if before == value:
+                return ActionResult("maxchange.set", (), ("maxchange",), ())
+            transaction = self.client.transaction()
+            self._put(transaction, self.paths.maxchange, str(value).encode(), version)
+            entry = self._entry("maxchange.set", "maxchange", before, value, why=why)
+            audit = self._commit(transaction, entry)
+            if audit is not None:
+                return ActionResult("maxchange.set", ("maxchange",), (), (audit,))
+        raise ControlConflictError("maxchange kept changing under us; nothing written")
+
+    # --- the migration phase ---------------------------------------------------------------------
+
+    def move_phase(self, target: str, snapshot: FleetSnapshot, why: str = "") -> ActionResult:
+        """Move to ``target`` if the procedure allows it now (its guard, on ``snapshot``, passes)."""
+        self._check_writable(f"move the migration phase to {target}")
+        get_phase(target)
+        self.client.ensure_path(self.paths.control)
+        self.client.ensure_path(self.paths.audit)
+        for _ in range(_ATTEMPTS):
+            data, version = self._read(self.paths.control_phase)
+            try:
+                current = PhaseRecord.from_json(data).phase if data else None
+            except MalformedEntryError:
+                current = None
+            verdict = check_move(current or "prepare", target, snapshot)
+            if not verdict.allowed:
+                raise PhaseMoveRefused(verdict.reasons, verdict.checks)
+            transaction = self.client.transaction()
+            self._put(transaction, self.paths.control_phase,
+                      PhaseRecord(target, self.operator, self.clock(), why).to_json(), version)
+            extra = {"checks": [{"label": c.label, "ok": c.ok, "detail": c.detail} for c in verdict.checks],
+                     "backward": verdict.backward}
+            audit = self._commit(transaction, self._entry("phase.move", "phase", current, target, why=why,
+                                                          extra=extra))
+            if audit is not None:
+                return ActionResult("phase.move", ("phase",), (), (audit,))
+        raise ControlConflictError("control/phase kept changing under us; nothing written")
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _read(self, path: str) -> tuple[bytes | None, int | None]:
+        try:
+            data, stat = self.client.get(path)
+        except NoNodeError:
+            return None, None
+        return data, stat.version
+
+    @staticmethod
+    def _put(transaction: Any, path: str, data: bytes, version: int | None) -> None:
+        if version is None:
+            transaction.create(path, data)
+        else:
+            transaction.set_data(path, data, version=version)
