@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from neti_core.lab.state import read_state
-from tests.fixtures.agent import ECHO_PORT, connect_from
+from tests.fixtures.agent import ECHO_PORT, connect_from, wait_for
 
 pytestmark = pytest.mark.netns
 NETI = str(Path(sys.executable).parent / "neti")
@@ -65,6 +65,7 @@ def test_lab_up_converges_connects_across_sides_and_down_leaves_nothing(lab_env)
                              "while True:\n c,a=s.accept();c.send(a[0].encode());c.close()"])
     try:
         # EC2 → VPC through the overlay IP: DNAT to the public address; the VPC host sees ours.
+        wait_for(lambda: connect_from(vpc["netns"], "127.0.0.1"), timeout=15, what="the listener")
         assert connect_from(ec2["netns"], vpc["overlay"], timeout=2) == ec2["public"]
         # The private ranges do not route to each other, as on AWS.
         assert connect_from(ec2["netns"], vpc["private"], timeout=1) is None
