@@ -28,6 +28,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
+bench: deps venv
+	$(BIN)/python bench/registration.py --hosts 200
+	$(BIN)/python bench/convergence.py --agents 20
+	$(BIN)/python bench/apply.py --members 1000
+	$(BIN)/python bench/console.py --hosts 10000
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports

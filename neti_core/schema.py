@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from neti_core.errors import MalformedEntryError
 from neti_core.model import Side, parse_ipv4, validate_instance_id
@@ -137,64 +137,62 @@ class AgentStatus:
         )
 
 
+class _Document:
+    """A small control document: ``_FIELDS`` lists (name, JSON types, default or ... if required)."""
+
+    __slots__ = ()
+    _WHAT: ClassVar[str]
+    _FIELDS: ClassVar[tuple[tuple[str, type | tuple[type, ...], Any], ...]]
+
+    def to_json(self) -> bytes:
+        return _dump(self)
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Self:
+        doc = _load(data, cls._WHAT)
+        values = {name: _get(doc, name, kinds, cls._WHAT, default) for name, kinds, default in cls._FIELDS}
+        values["when"] = float(values["when"])  # JSON may carry an int; the field is a float
+        return cls(**values)
+
+
+_STAMP = (("who", str, ...), ("when", (int, float), ...), ("why", str, ""))
+
+
 @dataclass(frozen=True, slots=True)
-class RejectAllOverride:
+class RejectAllOverride(_Document):
     """``control/reject_all/<instance_id>``: an operator's value for one host."""
 
     value: bool
     who: str
     when: float
     why: str = ""
-
-    def to_json(self) -> bytes:
-        return _dump(self)
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> RejectAllOverride:
-        what = "control/reject_all"
-        doc = _load(data, what)
-        return cls(_get(doc, "value", bool, what), _get(doc, "who", str, what),
-                   float(_get(doc, "when", (int, float), what)), _get(doc, "why", str, what, ""))
+    _WHAT: ClassVar[str] = "control/reject_all"
+    _FIELDS: ClassVar[tuple] = (("value", bool, ...), *_STAMP)
 
 
 @dataclass(frozen=True, slots=True)
-class FleetDefaults:
+class FleetDefaults(_Document):
     """``control/defaults``: fleet-wide values set from the console; None = not set (use neti.yml)."""
 
     reject_all: bool | None = None
     who: str = ""
     when: float = 0.0
     why: str = ""
-
-    def to_json(self) -> bytes:
-        return _dump(self)
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> FleetDefaults:
-        what = "control/defaults"
-        doc = _load(data, what)
-        return cls(_get(doc, "reject_all", bool, what, None), _get(doc, "who", str, what, ""),
-                   float(_get(doc, "when", (int, float), what, 0.0)), _get(doc, "why", str, what, ""))
+    _WHAT: ClassVar[str] = "control/defaults"
+    _FIELDS: ClassVar[tuple] = (("reject_all", bool, None), ("who", str, ""), ("when", (int, float), 0.0),
+                                ("why", str, ""))
 
 
 @dataclass(frozen=True, slots=True)
-class PhaseRecord:
+class PhaseRecord(_Document):
     """``control/phase``: the migration phase the fleet is in, and who moved it there."""
 
     phase: str
     who: str
     when: float
     why: str = ""
-
-    def to_json(self) -> bytes:
-        return _dump(self)
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> PhaseRecord:
-        what = "control/phase"
-        doc = _load(data, what)
-        return cls(_get(doc, "phase", str, what), _get(doc, "who", str, what),
-                   float(_get(doc, "when", (int, float), what)), _get(doc, "why", str, what, ""))
+    _WHAT: ClassVar[str] = "control/phase"
+    _FIELDS: ClassVar[tuple] = (("phase", str, ...), *_STAMP)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from neti_core.lab.state import read_state
+from neti_core.lab.state import alive, read_state
 from tests.fixtures.agent import ECHO_PORT, connect_from, wait_for
 
 pytestmark = pytest.mark.netns
@@ -36,16 +36,6 @@ def _neti(env, *args, timeout=300):
 def _namespaces(prefix: str) -> list[str]:
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     return [line.split()[0] for line in names.splitlines() if line.startswith(prefix + "-")]
-
-
-def _alive(pid) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
 
 
 def test_lab_up_converges_connects_across_sides_and_down_leaves_nothing(lab_env):
@@ -77,7 +67,7 @@ def test_lab_up_converges_connects_across_sides_and_down_leaves_nothing(lab_env)
     down = _neti(env, "lab", "down", timeout=120)
     assert down.returncode == 0, down.stderr
     assert _namespaces(prefix) == []
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
     assert not directory.exists()
 
 
@@ -88,12 +78,12 @@ def test_down_cleans_up_after_the_lab_daemon_crashed(lab_env):
     state = read_state(directory)
     os.kill(state.pid, signal.SIGKILL)
     pids = [state.zk_pid, state.moto_pid, *(h["pid"] for h in state.hosts if h["pid"])]
-    assert any(_alive(pid) for pid in pids) and _namespaces(prefix)
+    assert any(alive(pid) for pid in pids) and _namespaces(prefix)
     down = _neti(env, "lab", "down", timeout=120)
     assert down.returncode == 0, down.stderr
     assert "removed namespace" in down.stdout
     assert _namespaces(prefix) == []
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(alive(pid) for pid in pids)
     assert not directory.exists()
 
 

@@ -57,15 +57,14 @@ def read_state(directory: Path) -> LabState | None:
 
 
 def alive(pid: int | None) -> bool:
+    """True while the process exists and is not a zombie waiting to be reaped."""
     if not pid:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return "State:\tZ" not in status
 
 
 def _kill(pid: int | None, marker: str) -> None:
