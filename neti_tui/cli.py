@@ -1,12 +1,13 @@
-"""``neti-console``: validates its configuration; the screens arrive with the console issue."""
+"""``neti-console -c neti.yml [--readonly] [--operator NAME]``: the operations console."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 
 from neti_core import __version__
-from neti_core.cliutil import DEFAULT_CONFIG, load_config_or_exit
+from neti_core.cliutil import DEFAULT_CONFIG, fail, load_config_or_exit
+from neti_core.errors import ConfigError
 
 PROG = "neti-console"
 
@@ -15,16 +16,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Neti operations console.")
     parser.add_argument("-c", "--config", default=str(DEFAULT_CONFIG))
     parser.add_argument("--readonly", action="store_true", help="offer and allow no writes")
-    parser.add_argument("--operator", help="name recorded in the audit log (default: $USER)")
+    parser.add_argument("--operator", help="name recorded in the audit log (default: $SUDO_USER or $USER)")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    load_config_or_exit(PROG, args.config)
-    print(f"{PROG}: configuration ok; the console is not implemented yet", file=sys.stderr)
-    return 3
+    config = load_config_or_exit(PROG, args.config)
+    from textual.logging import TextualHandler
+
+    from neti_tui.app import NetiConsoleApp
+
+    # kazoo and botocore log to the root logger; on a full-screen terminal that would tear the UI.
+    logging.basicConfig(level=logging.WARNING, handlers=[TextualHandler()], force=True)
+    try:
+        app = NetiConsoleApp(config, readonly=args.readonly, operator=args.operator)
+    except ConfigError as exc:
+        fail(PROG, str(exc))
+    app.run()
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,97 @@
+"""How values look in the console: ages, times, on/off, state colours, and the fleet table's cells.
+
+Cells are (text, style) pairs, cheap to compare: a row is written to the table only where a pair
+differs. Ages take ``now`` from the app's clock, so snapshot tests can fix it.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.markup import escape
+from rich.text import Text
+
+from neti_core.fleet import HostRow, RuleState
+from neti_core.fleet.query import on_off
+
+Cell = tuple[str, str]
+
+STATE_STYLE: dict[RuleState, str] = {
+    RuleState.ERROR: "bold red",
+    RuleState.GUARD: "bold magenta",
+    RuleState.DEADMAN: "bold yellow",
+    RuleState.NO_AGENT: "red",
+    RuleState.NOT_MEMBER: "yellow",
+    RuleState.LAGGING: "yellow",
+    RuleState.PENDING: "cyan",
+    RuleState.DRIFT: "magenta",
+    RuleState.UNREGISTERED: "bold red",
+    RuleState.IN_SYNC: "green",
+}
+
+FLEET_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("mark", " "), ("name", "NAME"), ("instance", "INSTANCE"), ("side", "SIDE"), ("public", "PUBLIC"),
+    ("private", "PRIVATE"), ("overlay", "OVERLAY"), ("version", "VERSION"), ("want", "RA WANT"),
+    ("applied", "RA APPLIED"), ("state", "STATE"), ("age", "APPLIED"),
+)
+AGE_COLUMN = len(FLEET_COLUMNS) - 1
+
+
+def age(seconds: float | None) -> str:
+    """k9s-style age: 45s, 12m, 5h, 3d."""
+    if seconds is None:
+        return "-"
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(timestamp))
+
+
+def reject_all_cell(value: bool | None, source: str | None) -> Cell:
+    if value is None:
+        return ("-", "dim") if source is None else (f"? ({source})", "dim")
+    return f"{on_off(value)} ({source})", "bold" if value else ""
+
+
+def fleet_cells(row: HostRow, now: float, selected: bool) -> tuple[Cell, ...]:
+    mismatch = row.status is not None and row.desired is not None and (
+        row.desired != row.applied or row.desired_source != row.applied_source)
+    want = reject_all_cell(row.desired, row.desired_source) if (row.in_party or row.status) else ("-", "dim")
+    applied = reject_all_cell(row.applied, row.applied_source)
+    if mismatch:
+        applied = (applied[0], "bold cyan")
+    return (
+        ("●" if selected else " ", "bold yellow"),
+        (row.name or "-", "" if row.name else "dim"),
+        (row.instance_id or row.key, "" if row.instance_id else "dim"),
+        (row.side or "-", ""),
+        (row.public_ip or "-", ""),
+        (row.private_ip or "-", ""),
+        (row.overlay_ip or "-", ""),
+        (row.version or "-", ""),
+        want,
+        applied,
+        (row.state_label, STATE_STYLE[row.state]),
+        age_cell(row, now),
+    )
+
+
+def age_cell(row: HostRow, now: float) -> Cell:
+    applied_at = row.applied_at
+    return age(None if applied_at is None else now - applied_at), ""
+
+
+def to_text(cell: Cell) -> Text | str:
+    """A table cell: plain (escaped) text when unstyled, which costs far less memory at 10,000 rows
+    than a Text object per cell; the table parses it only for the rows on screen."""
+    text, style = cell
+    if not style:
+        return escape(text)
+    return Text(text, style=style, no_wrap=True)

@@ -1,0 +1,158 @@
+"""Confirmation dialogs: every change to a host or the fleet goes through one.
+
+Focus starts on Cancel, so a stray Enter changes nothing. The dialog says exactly what will
+change and on how many hosts; a bulk change can be a canary (the first N% of the targets, in the
+table's order); a phase move needs the phase's name typed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePlan:
+    """What a dialog proposes: ``verb`` on ``targets`` (display names, in order)."""
+
+    title: str
+    verb: str
+    targets: Sequence[str] = ()
+    scope: str = ""  # for fleet-wide changes, what is affected ("all 10,000 hosts")
+    canary: bool = False
+    typed: str | None = None  # text to type to confirm
+    skipped: int = 0  # targets left out (e.g. rows without an instance id)
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    why: str
+    count: int  # how many of the targets (the canary's share)
+    percent: int
+
+
+def canary_count(total: int, percent: int) -> int:
+    """The first N% of ``total``, at least one when anything was chosen."""
+    if total == 0 or percent <= 0:
+        return 0
+    return min(total, max(1, math.ceil(total * percent / 100)))
+
+
+class ConfirmScreen(ModalScreen[Confirmed | None]):
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, plan: ChangePlan) -> None:
+        super().__init__()
+        self.plan = plan
+        self.percent = 100
+
+    def compose(self) -> ComposeResult:
+        plan = self.plan
+        with Vertical(id="dialog"):
+            yield Label(plan.title, id="dialog-title")
+            yield Static(self._summary(), id="summary")
+            if plan.canary:
+                yield Label("Canary: percentage of these hosts to change first (in table order)")
+                yield Input("100", id="percent", type="integer", max_length=3)
+            yield Input(placeholder="why (recorded in the audit log)", id="why")
+            if plan.typed:
+                yield Label(f"Type [b]{plan.typed}[/] to confirm")
+                yield Input(id="typed")
+            with Horizontal(id="buttons"):
+                yield Button("Cancel", id="cancel", variant="primary")
+                yield Button("Confirm", id="confirm", variant="error", disabled=bool(plan.typed))
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+
+    def _summary(self) -> str:
+        plan = self.plan
+        if not plan.targets:
+            return f"{plan.verb}\nAffects: {plan.scope}"
+        count = canary_count(len(plan.targets), self.percent)
+        noun = "host" if len(plan.targets) == 1 else "hosts"
+        shown = ", ".join(plan.targets[:count][:5]) + (f" and {count - 5} more" if count > 5 else "")
+        lines = [f"{plan.verb} on [b]{count}[/] of {len(plan.targets)} {noun}"
+                 + (f" (canary {self.percent}%)" if count < len(plan.targets) else ""), shown]
+        if plan.skipped:
+            lines.append(f"[dim]{plan.skipped} selected rows have no instance id and are left out[/]")
+        return "\n".join(lines)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "percent":
+            try:
+                self.percent = max(0, min(100, int(event.value or 0)))
+            except ValueError:
+                self.percent = 0
+            self.query_one("#summary", Static).update(self._summary())
+        if self.plan.typed:
+            typed = self.query_one("#typed", Input).value.strip()
+            self.query_one("#confirm", Button).disabled = typed != self.plan.typed
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id != "confirm":
+            self.dismiss(None)
+            return
+        count = canary_count(len(self.plan.targets), self.percent) if self.plan.targets else 1
+        if count == 0:
+            self.notify("0 hosts: nothing to change", severity="warning")
+            return
+        self.dismiss(Confirmed(self.query_one("#why", Input).value.strip(), count, self.percent))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ChoiceScreen(ModalScreen[str | None]):
+    """Pick one value (e.g. the fleet default); the change itself is confirmed afterwards."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, choices: Sequence[tuple[str, str]]) -> None:
+        super().__init__()
+        self.title_text = title
+        self.choices = choices
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.title_text, id="dialog-title")
+            yield OptionList(*(Option(label, id=value) for value, label in self.choices), id="choices")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ValueScreen(ModalScreen[int | None]):
+    """Enter a whole number (e.g. maxchange)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, current: int | None) -> None:
+        super().__init__()
+        self.title_text = title
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.title_text, id="dialog-title")
+            yield Input("" if self.current is None else str(self.current), id="value", type="integer")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.value.isdigit():
+            self.dismiss(int(event.value))
+        else:
+            self.notify("a whole number >= 0, please", severity="warning")
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

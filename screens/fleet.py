@@ -1,0 +1,268 @@
+"""The fleet: every member and every unregistered instance, live, filtered, sorted, selectable.
+
+A batch from the live view updates only the rows it names, cell by cell (``update_cell``); the
+table is rebuilt only when the filter changes. Rows are ordered by the model's values (an IP
+sorts as a number, a state by severity), not by the text in the cells.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Input
+
+from neti_core.fleet import FleetBatch, FleetSnapshot, HostRow
+from neti_core.fleet.query import SORTS, compile_filter
+from screens.actions import WriteActions
+from screens.cells import AGE_COLUMN, FLEET_COLUMNS, Cell, age_cell, fleet_cells, to_text
+from screens.context import context
+from screens.host import HostScreen
+from screens.widgets import ConnectionBanner, FleetTable, HeaderBar
+
+COLUMN_KEYS = [key for key, _ in FLEET_COLUMNS]
+AGE_REFRESH_SECONDS = 5.0
+FILTER_DEBOUNCE_SECONDS = 0.15
+
+
+class FleetScreen(WriteActions):
+    BINDINGS = [
+        Binding("enter", "open", "Detail", show=False),
+        Binding("slash", "filter", "Filter"),
+        Binding("space", "toggle_select", "Select"),
+        Binding("asterisk", "select_shown", "Select shown"),
+        Binding("escape", "clear", "Clear", show=False),
+        Binding("N", "sort('name')", "Sort", key_display="N/I/S/A/V/O/D"),
+        Binding("I", "sort('instance')", "Sort id", show=False),
+        Binding("S", "sort('state')", "Sort state", show=False),
+        Binding("A", "sort('age')", "Sort age", show=False),
+        Binding("V", "sort('version')", "Sort version", show=False),
+        Binding("O", "sort('overlay')", "Sort overlay", show=False),
+        Binding("D", "sort('side')", "Sort side", show=False),
+        Binding("o", "reject_on", "reject_all on"),
+        Binding("f", "reject_off", "off"),
+        Binding("c", "reject_clear", "Clear override"),
+        Binding("F", "fleet_default", "Fleet default"),
+        Binding("M", "maxchange", "maxchange"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rows_seen: Mapping[str, HostRow] = {}
+        self._cells: dict[str, tuple[Cell, ...]] = {}
+        self._filter_text = ""
+        self._predicate = compile_filter("")
+        self.sort_column, self.sort_reverse = "name", False
+        self.selected: set[str] = set()
+        self._last_seq = 0
+        self._populated = False
+        self._filter_timer: Timer | None = None
+        self.painted: tuple[int, float] = (0, 0.0)  # (batch seq, perf_counter) of the last paint
+
+    def compose(self) -> ComposeResult:
+        yield HeaderBar(id="header")
+        yield ConnectionBanner(id="banner")
+        table = FleetTable(id="fleet", cursor_type="row", zebra_stripes=True)
+        for key, label in FLEET_COLUMNS:
+            table.add_column(label, key=key)
+        yield table
+        yield Input(placeholder="filter: words, field:value (side state version ip want applied), !negate",
+                    id="filter")
+        yield Footer()
+
+    @property
+    def table(self) -> FleetTable:
+        return self.query_one("#fleet", FleetTable)
+
+    def on_mount(self) -> None:
+        self.query_one("#filter", Input).display = False
+        ctx = context(self)
+        ctx.fleet_signal.subscribe(self, self._on_fleet)
+        self.set_interval(AGE_REFRESH_SECONDS, self._refresh_ages)
+        self._show(ctx.fleet, None)
+
+    # --- live updates --------------------------------------------------------------------------
+
+    def _on_fleet(self, batch: FleetBatch) -> None:
+        contiguous = batch.seq == self._last_seq + 1 and self._populated
+        self._show(batch.snapshot, batch.changed_keys | batch.removed_keys if contiguous else None)
+
+    def _show(self, snapshot: FleetSnapshot, keys: frozenset[str] | None) -> None:
+        self._last_seq = snapshot.seq
+        if not self._populated:
+            if snapshot.zk.loaded or snapshot.rows:
+                self._rebuild(snapshot.rows)
+        else:
+            self._apply(snapshot.rows, keys)
+        self._update_chrome(snapshot)
+        self.call_after_refresh(self._mark_painted, snapshot.seq)
+
+    def _mark_painted(self, seq: int) -> None:
+        self.painted = (seq, time.perf_counter())
+
+    def _visible(self, row: HostRow | None) -> bool:
+        return row is not None and (self._predicate is None or self._predicate(row))
+
+    def _apply(self, rows: Mapping[str, HostRow], keys: frozenset[str] | None) -> None:
+        previous = self._rows_seen
+        if keys is None:
+            keys = frozenset({k for k, v in rows.items() if previous.get(k) is not v}
+                             | (previous.keys() - rows.keys()))
+        table, now = self.table, context(self).now()
+        sort_key = SORTS[self.sort_column][1]
+        resort = False
+        for key in keys:
+            row = rows.get(key)
+            old_cells = self._cells.get(key)
+            if not self._visible(row):
+                if old_cells is not None:
+                    table.remove_row(key)
+                    del self._cells[key]
+                continue
+            assert row is not None
+            cells = fleet_cells(row, now, key in self.selected)
+            if old_cells is None:
+                table.add_row(*map(to_text, cells), key=key)
+                resort = True
+            else:
+                for column, (old, new) in enumerate(zip(old_cells, cells, strict=True)):
+                    if old != new:
+                        table.update_cell(key, COLUMN_KEYS[column], to_text(new))
+                before = previous.get(key)
+                resort = resort or before is None or sort_key(before) != sort_key(row)
+            self._cells[key] = cells
+        self._rows_seen = rows
+        if resort:
+            self._sort_table()
+
+    def _rebuild(self, rows: Mapping[str, HostRow]) -> None:
+        """Fill the table from scratch (first data, or a new filter)."""
+        table = self.table
+        current = table.cursor_row_key()
+        table.clear()
+        now = context(self).now()
+        shown = [row for row in rows.values() if self._visible(row)]
+        shown.sort(key=SORTS[self.sort_column][1], reverse=self.sort_reverse)
+        self._cells = {}
+        for row in shown:
+            cells = fleet_cells(row, now, row.key in self.selected)
+            table.add_row(*map(to_text, cells), key=row.key)
+            self._cells[row.key] = cells
+        self._rows_seen = rows
+        self._populated = True
+        if current is not None and current in self._cells:
+            table.move_cursor(row=table.get_row_index(current), animate=False)
+
+    def _sort_table(self) -> None:
+        sort_key, rows = SORTS[self.sort_column][1], self._rows_seen
+        self.table.sort_by_key(lambda key: sort_key(rows[key]), reverse=self.sort_reverse)
+
+    def _refresh_ages(self) -> None:
+        now, table, rows = context(self).now(), self.table, self._rows_seen
+        for key, cells in self._cells.items():
+            row = rows.get(key)
+            if row is None or row.applied_at is None:
+                continue
+            cell = age_cell(row, now)
+            if cell != cells[AGE_COLUMN]:
+                table.update_cell(key, COLUMN_KEYS[AGE_COLUMN], to_text(cell))
+                self._cells[key] = (*cells[:AGE_COLUMN], cell)
+
+    def _update_chrome(self, snapshot: FleetSnapshot | None = None) -> None:
+        ctx = context(self)
+        snapshot = snapshot or ctx.fleet
+        extra = f" · shown {len(self._cells):,}"
+        if self._filter_text:
+            extra += f" (filter [b]{self._filter_text}[/])"
+        if self.selected:
+            extra += f" · [b yellow]{len(self.selected):,} selected[/]"
+        arrow = "↓" if not self.sort_reverse else "↑"
+        extra += f" · sort {SORTS[self.sort_column][0]} {arrow}"
+        self.query_one(HeaderBar).show(snapshot, operator=ctx.operator, readonly=ctx.readonly, extra=extra)
+        self.query_one(ConnectionBanner).show(snapshot, ctx.now())
+
+    # --- navigation, filter, sort, selection ------------------------------------------------------
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value is not None:
+            self.app.push_screen(HostScreen(event.row_key.value))
+
+    def action_open(self) -> None:
+        key = self.table.cursor_row_key()
+        if key is not None:
+            self.app.push_screen(HostScreen(key))
+
+    def action_filter(self) -> None:
+        field = self.query_one("#filter", Input)
+        field.display = True
+        field.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id != "filter":
+            return
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._filter_timer = self.set_timer(FILTER_DEBOUNCE_SECONDS, lambda: self.set_filter(event.value))
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self.set_filter(event.value)
+            if not event.value:
+                event.input.display = False
+            self.table.focus()
+
+    def set_filter(self, text: str) -> None:
+        text = text.strip()
+        if text == self._filter_text:
+            return
+        self._filter_text, self._predicate = text, compile_filter(text)
+        self._rebuild(context(self).fleet.rows)
+        self._update_chrome()
+
+    def action_clear(self) -> None:
+        field = self.query_one("#filter", Input)
+        if field.has_focus or (self._filter_text and not self.selected):
+            field.value = ""
+            field.display = False
+            self.set_filter("")
+            self.table.focus()
+        elif self.selected:
+            self._set_selected(set())
+
+    def action_sort(self, column: str) -> None:
+        if column == self.sort_column:
+            self.sort_reverse = not self.sort_reverse
+        else:
+            self.sort_column, self.sort_reverse = column, False
+        self._sort_table()
+        self._update_chrome()
+
+    def action_toggle_select(self) -> None:
+        key = self.table.cursor_row_key()
+        if key is None:
+            return
+        self._set_selected(self.selected ^ {key})
+        self.table.action_cursor_down()
+
+    def action_select_shown(self) -> None:
+        shown = set(self._cells)
+        self._set_selected(set() if shown <= self.selected else self.selected | shown)
+
+    def _set_selected(self, selected: set[str]) -> None:
+        changed = self.selected ^ selected
+        self.selected = selected
+        for key in changed & self._cells.keys():
+            mark = ("●" if key in selected else " ", "bold yellow")
+            self.table.update_cell(key, "mark", to_text(mark))
+            self._cells[key] = (mark, *self._cells[key][1:])
+        self._update_chrome()
+
+    def target_rows(self) -> list[HostRow]:
+        rows = context(self).fleet.rows
+        if self.selected:
+            return [rows[k] for k in self.table.row_keys_in_order() if k in self.selected and k in rows]
+        key = self.table.cursor_row_key()
+        return [rows[key]] if key is not None and key in rows else []
