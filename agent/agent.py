@@ -33,7 +33,7 @@ from neti_core.config import NetiConfig
 from neti_core.errors import NetiError
 from neti_core.imds import Identity
 from neti_core.model import Member, ParsedParty, parse_party
-from neti_core.registry import OverlayRegistry, PartyMembership
+from neti_core.registry import OverlayRegistry, PartyMembership, read_params
 from neti_core.rules import RuleSet, build_ruleset
 from neti_core.schema import AgentStatus, GuardState, RejectAllSource
 
@@ -110,6 +110,9 @@ class Agent:
         assert self.client is not None
         registration = OverlayRegistry(self.client, self.paths, self.config.overlay_subnet).register(
             self.identity.instance_id)
+        params = read_params(self.client, self.paths)  # writes maxchange/interval defaults if absent
+        for problem in params.problems:
+            log.warning("%s", problem)
         for note in registration.repaired:
             log.warning("registry: %s", note)
         self.overlay_ip = registration.overlay_ip

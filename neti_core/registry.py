@@ -48,7 +48,8 @@ class ZkParams:
 def _read_number(client: KazooClient, path: str, default: float, *, integer: bool,
                  problems: list[str]) -> float:
     with contextlib.suppress(NodeExistsError):
-        client.create(path, str(int(default) if integer else default).encode(), makepath=True)
+        # "1", not "1.0": agents of the original Neti read these nodes with int().
+        client.create(path, f"{default:g}".encode(), makepath=True)
     data, _ = client.get(path)
     text = data.decode(errors="replace").strip()
     try:
