@@ -128,9 +128,15 @@ class LiveFleet:
         except (KazooException, KazooTimeoutError, OSError) as exc:
             # A read failed mid-flight (connection loss): re-read everything when it is back.
             log.info("ZooKeeper read failed (%s); the tree is re-read on reconnection", exc)
-            self._need_load = True
-            if self.client.connected:
-                self._queue.put(("state", KazooState.CONNECTED))
+            self._resync_later()
+        except Exception:  # a bug must not stop the view: log it, and re-read to be safe
+            log.exception("live fleet view: unexpected error handling %r", item[:3])
+            self._resync_later()
+
+    def _resync_later(self) -> None:
+        self._need_load = True
+        if self.client.connected:
+            self._queue.put(("state", KazooState.CONNECTED))
 
     def _handle(self, item: tuple[Any, ...]) -> None:
         kind = item[0]
@@ -222,6 +228,8 @@ class LiveFleet:
     # --- incremental updates -------------------------------------------------------------------
 
     def _handle_watch(self, target: str, event: WatchedEvent) -> None:
+        if event.type is None or event.type == EventType.NONE or event.path is None:
+            return  # a session event (connection lost), not a node's: the state listener handles it
         if target in self._SINGLES:
             self._put_result("data", target, "", self.client.get_async(
                 self._single_path[target], watch=self._watchers[target]))
