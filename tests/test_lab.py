@@ -3,6 +3,7 @@ across sides, and `neti lab down` leaves nothing behind, even after the daemon c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -62,6 +63,13 @@ def test_lab_up_converges_connects_across_sides_and_down_leaves_nothing(lab_env)
     finally:
         echo.kill()
         echo.wait()
+    # The console, attached to the lab, shows the fleet as it is.
+    asyncio.run(_console_shows(Path(status["console_config"]), status["hosts"]))
+    # Installing Neti on the unregistered instance brings it into the fleet.
+    adopt = _neti(env, "lab", "adopt", "legacy-005")
+    assert adopt.returncode == 0, adopt.stderr
+    wait_for(lambda: (s := json.loads(_neti(env, "lab", "status", "--json").stdout))["in_sync"] == 5 and s,
+             timeout=30, what="legacy-005 in sync")
     state = read_state(directory)
     pids = [state.pid, state.zk_pid, state.moto_pid, *(h["pid"] for h in state.hosts if h["pid"])]
     down = _neti(env, "lab", "down", timeout=120)
@@ -69,6 +77,23 @@ def test_lab_up_converges_connects_across_sides_and_down_leaves_nothing(lab_env)
     assert _namespaces(prefix) == []
     assert not any(alive(pid) for pid in pids)
     assert not directory.exists()
+
+
+async def _console_shows(config_path: Path, hosts: list[dict]) -> None:
+    from neti_core.config import load_config
+    from neti_tui.app import NetiConsoleApp
+    from tests.fixtures.console import cell, wait_until
+
+    app = NetiConsoleApp(load_config(config_path), operator="tester")
+    async with app.run_test(size=(170, 45)) as pilot:
+        registered = [h for h in hosts if h["agent"]]
+        await wait_until(pilot, lambda: app.screen.table.row_count == len(hosts), timeout=20,
+                         what="every lab instance in the fleet table")
+        await wait_until(pilot, lambda: all(cell(app, h["instance_id"], "state") == "in sync"
+                                            for h in registered), timeout=20, what="members in sync")
+        assert cell(app, hosts[-1]["instance_id"], "state") == "unregistered"
+        assert {cell(app, h["instance_id"], "overlay") for h in registered} == \
+            {h["overlay"] for h in registered}
 
 
 def test_down_cleans_up_after_the_lab_daemon_crashed(lab_env):

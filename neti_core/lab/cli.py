@@ -42,6 +42,7 @@ def add_parser(subparsers: Subparsers) -> None:
     zk.add_argument("action", choices=["stop", "start"])
     zk.set_defaults(handler=lambda a: _drill(a, f"zk-{a.action}"))
     for name, text in (("cut", "cut one host off ZooKeeper"), ("heal", "reconnect a cut host"),
+                       ("adopt", "install Neti on an instance that runs without it"),
                        ("break", "flush a host's Neti rules, as an operator with iptables -F would")):
         drill = commands.add_parser(name, help=text)
         drill.add_argument("host", help="host name, e.g. app-007")
@@ -91,6 +92,7 @@ def _up(args: argparse.Namespace) -> int:
          f"lab processes use {_lab_rss_mb(state):.0f} MB")
     _say(f"ZooKeeper 127.0.0.1:{state.zk_port} prefix {state.zk_prefix}; EC2 API "
          f"http://127.0.0.1:{state.moto_port}; console config {state.console_config}")
+    _say(f"security group {state.security_group}; AWS ranges sample {state.ranges_file}")
     if args.no_console:
         _say("running; `neti lab status`, `neti lab down`")
         return 0
@@ -202,7 +204,9 @@ def _status(args: argparse.Namespace) -> int:
         _say(f"ZooKeeper unreachable: {exc}")
     summary = {"phase": state.phase, "mode": state.mode, "zookeeper": f"127.0.0.1:{state.zk_port}",
                "ec2_api": f"http://127.0.0.1:{state.moto_port}", "agents": agents, "in_sync": in_sync,
-               "instances": len(rows), "rss_mb": round(_lab_rss_mb(state), 1)}
+               "instances": len(rows), "rss_mb": round(_lab_rss_mb(state), 1),
+               "console_config": state.console_config, "security_group": state.security_group,
+               "ranges_file": state.ranges_file}
     if args.json:
         print(json.dumps({**summary, "hosts": rows}))
         return 0 if in_sync == agents else 1
@@ -213,6 +217,8 @@ def _status(args: argparse.Namespace) -> int:
               f"{row['public']:15} {row.get('overlay') or '-':15} {state_text}")
     print(f"{summary['phase']} ({summary['mode']}): {in_sync}/{agents} agents in sync, "
           f"{len(rows)} instances; ZooKeeper {summary['zookeeper']}; {summary['rss_mb']:.0f} MB")
+    print(f"console: neti-console -c {state.console_config}; security group {state.security_group}; "
+          f"AWS ranges {state.ranges_file}")
     return 0 if in_sync == agents else 1
 
 

@@ -10,6 +10,7 @@ remove them all even after this process has crashed.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import random
@@ -39,6 +40,7 @@ from neti_core.zkserver import ZooKeeperServer
 log = logging.getLogger("neti.lab")
 NETNS_PREFIX = "nlab"
 LAUNCH_WORKERS = 4
+LAB_AWS_RANGES = ("3.80.0.0/12", "18.204.0.0/14", "34.192.0.0/12", "54.208.0.0/13", "54.214.0.0/16")
 ZK_PREFIX = "/neti"
 AGENT_SETTINGS: dict[str, Any] = {
     "zk_prefix": ZK_PREFIX,
@@ -132,6 +134,15 @@ class Lab:
             subnet = self.ec2.create_subnet(VpcId=vpc, CidrBlock=str(cidr))["Subnet"]["SubnetId"]
             self.ec2.modify_subnet_attribute(SubnetId=subnet, MapPublicIpOnLaunch={"Value": True})
             self.vpc_ids[side], self.subnets[side] = vpc, subnet
+        # What the last phases of the migration act on: the fleet's security group and AWS's
+        # published ranges (a small sample in AWS's format), for `neti sg aws-ranges`.
+        group = self.ec2.create_security_group(GroupName="lab-fleet", Description="the lab fleet",
+                                               VpcId=self.vpc_ids[Side.EC2])["GroupId"]
+        ranges = self.dir / "ip-ranges.json"
+        ranges.write_text(json.dumps({"syncToken": "1", "createDate": "2026-01-01-00-00-00", "prefixes": [
+            {"ip_prefix": prefix, "region": "us-east-1", "service": "EC2",
+             "network_border_group": "us-east-1"} for prefix in LAB_AWS_RANGES]}, indent=1))
+        self.save(security_group=group, ranges_file=str(ranges))
 
     def _write_console_config(self) -> None:
         config = {"zk_prefix": ZK_PREFIX, "zk_hosts": {"ec2": [self.zk.hosts], "vpc": [self.zk.hosts]},
@@ -164,6 +175,11 @@ class Lab:
 
     def launch(self, plan: HostPlan, start_agent: bool = True) -> LabHost:
         instance_id, public = self._run_instance(plan)
+        return self._launch_existing(plan, instance_id, public, start_agent)
+
+    def _launch_existing(self, plan: HostPlan, instance_id: str, public: IPv4Address,
+                         start_agent: bool = True) -> LabHost:
+        """Give a running instance its host: namespace, metadata, ZooKeeper portal, agent."""
         host = LabHost(plan, instance_id, public)
         with self.lock:
             self.hosts[plan.name] = host
@@ -197,6 +213,7 @@ class Lab:
                     "cut": lambda: self._cut(request["host"], True),
                     "heal": lambda: self._cut(request["host"], False),
                     "break": lambda: self._break(request["host"]),
+                    "adopt": lambda: self._adopt(request["host"]),
                     "churn": lambda: self._churn(int(request.get("count", 1)),
                                                  float(request.get("rate", 1))),
                     "shutdown": self._request_shutdown}
@@ -262,6 +279,18 @@ class Lab:
             self.save()
             time.sleep(1 / max(rate, 0.01))
         return {"message": f"terminated {', '.join(victims) or 'nothing'}; launched {', '.join(launched)}"}
+
+    def _adopt(self, name: str) -> dict[str, Any]:
+        """Install Neti on an instance that ran without it (what the operator does after the report)."""
+        with self.lock:
+            host = self.hosts[name]
+            if host.plan.runs_agent:
+                return {"ok": False, "error": f"{name} runs an agent already"}
+            plan = HostPlan(host.plan.name, host.plan.side, host.plan.private, runs_agent=True)
+            del self.hosts[name]
+        self._launch_existing(plan, host.instance_id, host.public)
+        self.save()
+        return {"message": f"{name}: agent installed and started"}
 
     def _request_shutdown(self) -> dict[str, Any]:
         threading.Thread(target=self.shutdown, daemon=True).start()

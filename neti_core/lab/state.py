@@ -38,6 +38,8 @@ class LabState:
     moto_port: int | None = None
     moto_pid: int | None = None
     console_config: str | None = None
+    security_group: str | None = None
+    ranges_file: str | None = None
     hosts: list[dict[str, Any]] = field(default_factory=list)
 
 
