@@ -117,3 +117,18 @@ def test_lab_up_rejects_a_bad_fleet_with_one_line(lab_env):
     result = _neti(env, "lab", "up", "--hosts", "4", "--vpc", "150", "--no-console")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "--vpc" in result.stderr
+
+
+def test_without_namespaces_the_agents_record_and_still_converge(lab_env):
+    """What a user without root gets: real agents and ZooKeeper, a recording backend, no kernel."""
+    env, prefix, directory = lab_env
+    up = _neti(env, "lab", "up", "--hosts", "2", "--vpc", "50", "--unregistered", "0", "--no-console",
+               "--no-netns")
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "agents record their rules" in up.stdout
+    status = json.loads(_neti(env, "lab", "status", "--json").stdout)
+    assert (status["mode"], status["in_sync"]) == ("recording", 2)
+    assert {h["backend"] for h in status["hosts"]} == {"recording"}
+    assert _namespaces(prefix) == []
+    assert _neti(env, "lab", "down").returncode == 0
+    assert not directory.exists()
