@@ -202,17 +202,14 @@ class Agent:
         for name, reason in party.malformed:
             log.warning("skipping malformed party entry %r: %s", name, reason)
         controls = self.controls.snapshot()
-        reject_all, source, token = controls.reject_all(self.config.reject_all)
-        if reject_all and self.deadman.suppresses(token):
-            reject_all = False
-        elif not self.deadman.suppresses(token) and self.deadman.state == "rolled_back" and not reject_all:
-            self.deadman.state = None
+        wanted, source, token = controls.reject_all(self.config.reject_all)
+        reject_all = self.deadman.allowed(wanted, token)
         plan = self.tracker.plan(party.members, now, controls.maxchange)
         desired = build_ruleset(self.identity.side, plan.members, self.config, reject_all)
         full_check = now - self._last_full_check >= self.config.resync_seconds
         self._converge(desired, plan, reject_all=reject_all, source=source, now=now, full_check=full_check)
-        self.applied.membership_version = cversion if self.applied.error is None else \
-            self.applied.membership_version
+        if self.applied.error is None:  # a failed apply leaves the previous membership applied
+            self.applied.membership_version = cversion
         self.applied.malformed = len(party.malformed)
         self.applied.problems = controls.problems
         self._check_deadman(now)

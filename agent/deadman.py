@@ -49,6 +49,15 @@ class Deadman:
         self.state = "rolled_back"
         self.rolled_back_token = token
 
+    def allowed(self, wanted: bool, token: object) -> bool:
+        """The reject_all to apply: off while the rolled-back instruction is still in force; a new
+        instruction (``token`` changed) replaces the rolled-back one and is tried afresh."""
+        if self.suppresses(token):
+            return False
+        if self.state == "rolled_back":
+            self.state = None
+        return wanted
+
     def suppresses(self, token: object) -> bool:
         """True while the instruction that was rolled back is still the one in force."""
         return self.state == "rolled_back" and token == self.rolled_back_token

@@ -94,7 +94,10 @@ def test_deadman_confirms_after_settling_and_rolls_back_when_overdue():
     assert deadman.may_confirm(110)
     assert not deadman.overdue(129) and deadman.overdue(130)
     deadman.rolled_back(token=("host", 7))
-    assert deadman.suppresses(("host", 7)) and not deadman.suppresses(("host", 8))
+    assert deadman.allowed(True, ("host", 7)) is False  # the same instruction is not retried
+    assert deadman.state == "rolled_back"
+    assert deadman.allowed(True, ("host", 8)) is True  # a new one is
+    assert deadman.state is None
     deadman.armed(now=200)
     deadman.confirm()
     assert deadman.state == "confirmed" and deadman.next_wakeup(201) is None
