@@ -1,13 +1,13 @@
 """neti.yml: every key of the original Neti with its original meaning, plus the new ones.
 
-Each value is validated here, before anything can carry it towards ZooKeeper, AWS or the kernel.
-Every problem raises one :class:`ConfigError` that names the key, so a CLI can print one line.
+Each value is validated (by :mod:`neti_core.confvalues`) before anything can carry it towards
+ZooKeeper, AWS or the kernel. Every problem raises one :class:`ConfigError` that names the key, so
+a CLI can print one line.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from ipaddress import IPv4Address, IPv4Network
@@ -16,37 +16,14 @@ from typing import Any
 
 import yaml
 
-from neti_core.errors import ConfigError, MalformedEntryError
-from neti_core.model import Side, parse_ipv4
+from neti_core import confvalues as check
+from neti_core.confvalues import PortRange, ZkHost
+from neti_core.errors import ConfigError
+from neti_core.model import Side
 
-_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
-_ZK_NODE = re.compile(r"[A-Za-z0-9_.-]{1,200}")
-_IPSET_NAME = re.compile(r"[A-Za-z0-9_-]{1,24}")  # ipset names: at most 31 chars, leave room for suffix
-_BACKENDS = ("auto", "restore", "iptc", "recording")
-# The smallest overlay subnet that still leaves room for a fleet: a /30 has 2 usable addresses.
-_MAX_OVERLAY_PREFIX = 30
+__all__ = ["ConfigError", "NetiConfig", "PortRange", "ZkHost", "ZkPaths", "load_config", "parse_config"]
+
 _DEFAULT_OVERLAY = IPv4Network("192.168.0.0/16")
-
-
-@dataclass(frozen=True, slots=True)
-class PortRange:
-    """One ``open_ports`` entry: a single port or an inclusive range."""
-
-    first: int
-    last: int
-
-    def __str__(self) -> str:
-        return str(self.first) if self.first == self.last else f"{self.first}:{self.last}"
-
-
-@dataclass(frozen=True, slots=True)
-class ZkHost:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,232 +127,38 @@ class NetiConfig:
         return ",".join(str(h) for h in hosts)
 
 
-# --- value parsers: each takes (key, raw value) and returns the typed value or raises ---------
-
-def _type_name(value: object) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _string(key: str, value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(key, f"must be a non-empty string, got {_type_name(value)}")
-    return value
-
-
-def _optional_string(key: str, value: Any) -> str | None:
-    return None if value is None else _string(key, value)
-
-
-def _bool(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(key, f"must be true or false, got {value!r}")
-    return value
-
-
-def _number(key: str, value: Any, *, minimum: float = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(key, f"must be a number, got {_type_name(value)}")
-    if value < minimum:
-        raise ConfigError(key, f"must be at least {minimum:g}, got {value}")
-    return float(value)
-
-
-def _positive_seconds(key: str, value: Any) -> float:
-    seconds = _number(key, value)
-    if seconds <= 0:
-        raise ConfigError(key, f"must be more than 0 seconds, got {value}")
-    return seconds
-
-
-def _port(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(key, f"must be a port number, got {value!r}")
-    if not 1 <= value <= 65535:
-        raise ConfigError(key, f"port {value} is out of range 1-65535")
-    return value
-
-
-def _path(key: str, value: Any) -> Path:
-    return Path(_string(key, value))
-
-
-def _optional_path(key: str, value: Any) -> Path | None:
-    return None if value is None else _path(key, value)
-
-
-def _list(key: str, value: Any) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ConfigError(key, f"must be a list, got {_type_name(value)}")
-    return value
-
-
-def _network(key: str, value: Any) -> IPv4Network:
-    if not isinstance(value, str):
-        raise ConfigError(key, f"must be an IPv4 CIDR such as 10.0.0.0/8, got {value!r}")
-    try:
-        return IPv4Network(value, strict=True)
-    except ValueError as exc:
-        raise ConfigError(key, f"bad CIDR {value!r}: {exc}") from None
-
-
-def _optional_network(key: str, value: Any) -> IPv4Network | None:
-    return None if value is None else _network(key, value)
-
-
-def _address(key: str, value: Any) -> IPv4Address:
-    try:
-        return parse_ipv4(value)
-    except MalformedEntryError:
-        raise ConfigError(key, f"must be an IPv4 address, got {value!r}") from None
-
-
-def _open_ports(key: str, value: Any) -> tuple[PortRange, ...]:
-    ranges = []
-    for index, item in enumerate(_list(key, value)):
-        item_key = f"{key}[{index}]"
-        if isinstance(item, str) and re.fullmatch(r"\d+[:-]\d+", item):
-            first, last = (int(p) for p in re.split(r"[:-]", item))
-            _port(item_key, first)
-            _port(item_key, last)
-            if first > last:
-                raise ConfigError(item_key, f"range {item!r} runs backwards")
-            ranges.append(PortRange(first, last))
-        else:
-            port = _port(item_key, item)
-            ranges.append(PortRange(port, port))
-    return tuple(ranges)
-
-
-def _ssh_whitelist(key: str, value: Any) -> tuple[IPv4Network, ...]:
-    return tuple(_network(f"{key}[{i}]", item) for i, item in enumerate(_list(key, value)))
-
-
-def _zk_prefix(key: str, value: Any) -> str:
-    text = _string(key, value)
-    parts = text.split("/")
-    if not text.startswith("/") or text == "/" or not all(_ZK_NODE.fullmatch(p) for p in parts[1:]):
-        raise ConfigError(key, f"must be an absolute ZooKeeper path such as /neti, got {text!r}")
-    return text
-
-
-def _zk_node(key: str, value: Any) -> str:
-    """A node name relative to zk_prefix, or an absolute path."""
-    text = _string(key, value)
-    if text.startswith("/"):
-        return _zk_prefix(key, text)
-    if not _ZK_NODE.fullmatch(text) or text in {".", ".."}:
-        raise ConfigError(key, f"must be a ZooKeeper node name (letters, digits, _.-), got {text!r}")
-    return text
-
-
-def _overlay_subnet(key: str, value: Any) -> IPv4Network:
-    network = _network(key, value)
-    if network.prefixlen > _MAX_OVERLAY_PREFIX:
-        raise ConfigError(key, f"subnet {network} is too small: at most /{_MAX_OVERLAY_PREFIX}")
-    return network
-
-
-def _zk_host(key: str, value: Any) -> ZkHost:
-    if not isinstance(value, str):
-        raise ConfigError(key, f"must be 'host:port', got {value!r}")
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not port_text.isdigit():
-        raise ConfigError(key, f"must be 'host:port', got {value!r}")
-    if not _HOSTNAME.fullmatch(host):
-        raise ConfigError(key, f"bad host name {host!r}")
-    return ZkHost(host, _port(key, int(port_text)))
-
-
-def _zk_hosts(key: str, value: Any) -> dict[Side, tuple[ZkHost, ...]]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(key, f"must be a mapping with ec2 and vpc lists, got {_type_name(value)}")
-    hosts = {}
-    for side_name, entries in value.items():
-        if side_name not in {s.value for s in Side}:
-            raise ConfigError(f"{key}.{side_name}", "unknown side (expected ec2 or vpc)")
-        side_key = f"{key}.{side_name}"
-        hosts[Side(side_name)] = tuple(
-            _zk_host(f"{side_key}[{i}]", item) for i, item in enumerate(_list(side_key, entries))
-        )
-    return hosts
-
-
-def _nat_overrides(key: str, value: Any) -> dict[IPv4Address, IPv4Address]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(key, f"must be a mapping of overlay IP to address, got {_type_name(value)}")
-    return {_address(f"{key}.{src}", src): _address(f"{key}.{src}", dst) for src, dst in value.items()}
-
-
-def _backend(key: str, value: Any) -> str:
-    if value not in _BACKENDS:
-        raise ConfigError(key, f"must be one of {', '.join(_BACKENDS)}, got {value!r}")
-    return value
-
-
-def _ipset_name(key: str, value: Any) -> str:
-    text = _string(key, value)
-    if not _IPSET_NAME.fullmatch(text):
-        raise ConfigError(key, f"must be 1-24 letters, digits, _ or -, got {text!r}")
-    return text
-
-
-def _url(key: str, value: Any) -> str:
-    text = _string(key, value)
-    if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+(?:/\S*)?", text):
-        raise ConfigError(key, f"must be an http(s) URL, got {text!r}")
-    return text.rstrip("/")
-
-
-def _optional_url(key: str, value: Any) -> str | None:
-    return None if value is None else _url(key, value)
-
-
-def _listen_address(key: str, value: Any) -> str:
-    return str(_address(key, value))
-
-
-def _patterns(key: str, value: Any) -> tuple[str, ...]:
-    return tuple(_string(f"{key}[{i}]", p) for i, p in enumerate(_list(key, value)))
-
-
 _PARSERS: dict[str, Callable[[str, Any], Any]] = {
-    "aws_key": _optional_string,
-    "aws_secret_key": _optional_string,
-    "log_file": _optional_path,
-    "table_files_path": _path,
-    "open_ports": _open_ports,
-    "reject_all": _bool,
-    "ssh_whitelist": _ssh_whitelist,
-    "zk_prefix": _zk_prefix,
-    "zk_update_interval_path": _zk_node,
-    "zk_max_change_threshold_path": _zk_node,
-    "zk_iptoid_node": _zk_node,
-    "zk_idtoip_node": _zk_node,
-    "zk_ip_map_node": _zk_node,
-    "overlay_subnet": _overlay_subnet,
-    "zk_hosts": _zk_hosts,
-    "nat_overrides": _nat_overrides,
-    "firewall_backend": _backend,
-    "ipset_name": _ipset_name,
-    "vpc_private_range": _optional_network,
-    "imds_url": _url,
-    "imds_timeout_seconds": _positive_seconds,
-    "aws_region": _optional_string,
-    "ec2_endpoint_url": _optional_url,
-    "zk_session_timeout_seconds": _positive_seconds,
-    "resync_seconds": _positive_seconds,
-    "removal_grace_seconds": _number,
-    "reject_all_confirm_seconds": _positive_seconds,
-    "metrics_address": _listen_address,
-    "metrics_port": lambda k, v: 0 if v == 0 else _port(k, v),
-    "ignore_name_patterns": _patterns,
-    "ec2_poll_seconds": _positive_seconds,
+    "aws_key": check.optional_string,
+    "aws_secret_key": check.optional_string,
+    "log_file": check.optional_path,
+    "table_files_path": check.path,
+    "open_ports": check.open_ports,
+    "reject_all": check.boolean,
+    "ssh_whitelist": check.ssh_whitelist,
+    "zk_prefix": check.zk_prefix,
+    "zk_update_interval_path": check.zk_node,
+    "zk_max_change_threshold_path": check.zk_node,
+    "zk_iptoid_node": check.zk_node,
+    "zk_idtoip_node": check.zk_node,
+    "zk_ip_map_node": check.zk_node,
+    "overlay_subnet": check.overlay_subnet,
+    "zk_hosts": check.zk_hosts,
+    "nat_overrides": check.nat_overrides,
+    "firewall_backend": check.backend,
+    "ipset_name": check.ipset_name,
+    "vpc_private_range": check.optional_network,
+    "imds_url": check.url,
+    "imds_timeout_seconds": check.positive_seconds,
+    "aws_region": check.optional_string,
+    "ec2_endpoint_url": check.optional_url,
+    "zk_session_timeout_seconds": check.positive_seconds,
+    "resync_seconds": check.positive_seconds,
+    "removal_grace_seconds": check.number,
+    "reject_all_confirm_seconds": check.positive_seconds,
+    "metrics_address": check.listen_address,
+    "metrics_port": lambda k, v: 0 if v == 0 else check.port(k, v),
+    "ignore_name_patterns": check.patterns,
+    "ec2_poll_seconds": check.positive_seconds,
 }
 assert set(_PARSERS) == {f.name for f in fields(NetiConfig)}, "every config field needs a parser"
 
@@ -385,7 +168,7 @@ def parse_config(raw: Any, source: str = "neti.yml") -> NetiConfig:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError("(top level)", f"must be a mapping of keys, got {_type_name(raw)}", source)
+        raise ConfigError("(top level)", f"must be a mapping of keys, got {check.type_name(raw)}", source)
     values: dict[str, Any] = {}
     for key, value in raw.items():
         parser = _PARSERS.get(key)
