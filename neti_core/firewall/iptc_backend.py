@@ -30,8 +30,8 @@ from neti_core.firewall.base import FirewallApplyError, FirewallBackend, Firewal
 from neti_core.firewall.detect import legacy_table_names
 from neti_core.firewall.iptc_entries import DnatTemplate, rule_spec, xtables_lock
 from neti_core.firewall.live import LiveState, stale_chains
-from neti_core.firewall.tools import add_sets, finish, ipset_names, ipset_restore, start
-from neti_core.render import render_ipset_delta, render_ipset_stage, render_ipset_swap
+from neti_core.firewall.tools import add_sets, finish, ipset_delta_around, ipset_names, ipset_restore, start
+from neti_core.render import render_ipset_stage, render_ipset_swap
 from neti_core.rules import CHAIN_PREFIX, DNAT_CHAIN, FILTER, NAT, Rule, RuleSet, RuleSetDiff, dnat_spec
 
 _PROCESS_LOCK = threading.RLock()
@@ -208,24 +208,9 @@ class IptcBackend(FirewallBackend):
         ipset_restore(render_ipset_swap(desired))
 
     def _apply_delta(self, change: RuleSetDiff) -> None:
-        new = change.new
-        if change.ipset_full:
-            sets = ipset_names()
-            ipset_restore(render_ipset_stage(new, create_live=new.ipset_name not in sets,
-                                             destroy_stale_staging=new.staging_set in sets))
-        else:
-            ipset_restore(render_ipset_delta(new.ipset_name, change.ipset_add, change.ipset_del))
-        try:
+        with ipset_delta_around(change):
             if change.touches_iptables:
                 self._iptables_delta(change)
-        except FirewallApplyError:
-            if change.ipset_full:
-                ipset_restore(f"destroy {new.staging_set}\n")
-            else:
-                ipset_restore(render_ipset_delta(new.ipset_name, change.ipset_del, change.ipset_add))
-            raise
-        if change.ipset_full:
-            ipset_restore(render_ipset_swap(new))
 
     def _iptables_delta(self, change: RuleSetDiff) -> None:
         names = {c.table for c in change.chains_changed} | {t for t, _ in change.chains_removed}

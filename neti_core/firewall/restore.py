@@ -24,9 +24,15 @@ from neti_core.firewall.live import (
     render_flush,
     stale_chains,
 )
-from neti_core.firewall.tools import add_sets, finish, ipset_names, ipset_restore, run_tool, start
+from neti_core.firewall.tools import (
+    add_sets,
+    finish,
+    ipset_delta_around,
+    ipset_restore,
+    run_tool,
+    start,
+)
 from neti_core.render import (
-    render_ipset_delta,
     render_ipset_stage,
     render_ipset_swap,
     render_iptables_delta,
@@ -89,23 +95,8 @@ class RestoreBackend(FirewallBackend):
         ipset_restore(render_ipset_swap(desired))
 
     def _apply_delta(self, change: RuleSetDiff) -> None:
-        new = change.new
-        if change.ipset_full:
-            sets = ipset_names()
-            ipset_restore(render_ipset_stage(new, create_live=new.ipset_name not in sets,
-                                             destroy_stale_staging=new.staging_set in sets))
-        else:
-            ipset_restore(render_ipset_delta(new.ipset_name, change.ipset_add, change.ipset_del))
-        try:
+        with ipset_delta_around(change):
             self._iptables_restore(render_iptables_delta(change))
-        except FirewallApplyError:
-            if change.ipset_full:
-                ipset_restore(f"destroy {new.staging_set}\n")
-            else:  # put the set back as it was: re-add what was deleted, delete what was added
-                ipset_restore(render_ipset_delta(new.ipset_name, change.ipset_del, change.ipset_add))
-            raise
-        if change.ipset_full:
-            ipset_restore(render_ipset_swap(new))
 
     def _read(self, ipset_name: str) -> LiveState:
         # Both reads run at once: at 10k members each takes tens of milliseconds.

@@ -6,10 +6,13 @@ Subprocesses inherit the calling thread's network namespace, so these act where 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from neti_core.firewall.base import FirewallApplyError, FirewallUnavailableError
 from neti_core.firewall.live import LiveState, neti_sets
+from neti_core.render import render_ipset_delta, render_ipset_stage, render_ipset_swap
+from neti_core.rules import RuleSetDiff
 
 TIMEOUT = 60.0
 _DENIED = ("Permission denied", "Operation not permitted")
@@ -72,3 +75,30 @@ def add_sets(state: LiveState, save_text: str, ipset_name: str) -> LiveState:
         cut = len(add)
         state.ipset = frozenset([line[cut:] for line in lines if line.startswith(add)])
     return state
+
+
+@contextmanager
+def ipset_delta_around(change: RuleSetDiff) -> Iterator[None]:
+    """The ipset half of a delta, wrapped around the iptables half (the ``with`` body).
+
+    The set changes first, so new members are matchable when the rules that use them arrive. If
+    the body fails, the set is put back as it was (re-add what was deleted, delete what was added,
+    or drop the staging set) and the error goes on; on success a staged set is swapped in.
+    """
+    new = change.new
+    if change.ipset_full:
+        sets = ipset_names()
+        ipset_restore(render_ipset_stage(new, create_live=new.ipset_name not in sets,
+                                         destroy_stale_staging=new.staging_set in sets))
+    else:
+        ipset_restore(render_ipset_delta(new.ipset_name, change.ipset_add, change.ipset_del))
+    try:
+        yield
+    except FirewallApplyError:
+        if change.ipset_full:
+            ipset_restore(f"destroy {new.staging_set}\n")
+        else:
+            ipset_restore(render_ipset_delta(new.ipset_name, change.ipset_del, change.ipset_add))
+        raise
+    if change.ipset_full:
+        ipset_restore(render_ipset_swap(new))
