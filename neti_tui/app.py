@@ -33,6 +33,7 @@ from neti_core.fleet import (
     ZkHealth,
 )
 from neti_core.fleet.live import DEFAULT_COALESCE_SECONDS
+from neti_core.fleet.query import SORTS
 from neti_tui.feed import FleetChanged, default_ec2_factory, make_zk_client, zk_connect_string
 from screens.actions import WRITE_ACTIONS, WriteActions
 from screens.audit import AuditScreen
@@ -42,6 +43,7 @@ from screens.phases import PhasesScreen
 from screens.unregistered import UnregisteredScreen
 
 log = logging.getLogger(__name__)
+_NOT_NETI_KEYS = ("focus_", "copy_text")
 
 
 class NetiConsoleApp(App[None]):
@@ -51,12 +53,12 @@ class NetiConsoleApp(App[None]):
              "audit": AuditScreen}
     DEFAULT_MODE = "fleet"
     BINDINGS = [
-        Binding("1", "switch_mode('fleet')", "Fleet"),
-        Binding("2", "switch_mode('unregistered')", "Unregistered"),
-        Binding("3", "switch_mode('phases')", "Phases"),
-        Binding("4", "switch_mode('audit')", "Audit"),
+        Binding("1", "switch_mode('fleet')", "Views", key_display="1-4"),
+        Binding("2", "switch_mode('unregistered')", "Unregistered instances", show=False),
+        Binding("3", "switch_mode('phases')", "Migration phases", show=False),
+        Binding("4", "switch_mode('audit')", "Audit log", show=False),
         Binding("question_mark", "help", "Help"),
-        Binding("colon", "command_palette", "Commands", show=False),
+        Binding("colon", "command_palette", "Command palette", show=False),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -127,13 +129,23 @@ class NetiConsoleApp(App[None]):
     def action_help(self) -> None:
         screen = self.screen
         keys: list[tuple[str, str]] = []
-        seen = set()
+        seen: set[str] = set()
         for key, active in screen.active_bindings.items():
             binding = active.binding
-            if not binding.description or binding.action in seen:
+            if (active.node not in (screen, self) or not binding.description
+                    or any(word in binding.action for word in _NOT_NETI_KEYS)):
+                continue  # cursor movement, focus, copy: Textual's keys, not the console's
+            description = binding.description
+            if binding.action == "switch_mode('fleet')":
+                description = "Fleet"
+            elif binding.action.startswith("sort("):
+                column = binding.action.split("'")[1]
+                description = f"Sort by {SORTS[column][0]} (again: reverse)"
+            if description in seen:
                 continue
-            seen.add(binding.action)
-            keys.append((binding.key_display or self.get_key_display(binding) or key, binding.description))
+            seen.add(description)
+            keys.append((self.get_key_display(replace(binding, key_display=None)) or key, description))
+        keys += [("↑ ↓ pgup pgdn", "Move"), ("enter", "Open / select")]
         self.push_screen(HelpScreen(type(screen).__name__.removesuffix("Screen"), keys))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:

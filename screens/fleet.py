@@ -30,23 +30,23 @@ FILTER_DEBOUNCE_SECONDS = 0.15
 
 class FleetScreen(WriteActions):
     BINDINGS = [
-        Binding("enter", "open", "Detail", show=False),
+        Binding("enter", "open", "Host detail", show=False),
         Binding("slash", "filter", "Filter"),
         Binding("space", "toggle_select", "Select"),
-        Binding("asterisk", "select_shown", "Select shown"),
-        Binding("escape", "clear", "Clear", show=False),
+        Binding("asterisk", "select_shown", "Select all shown (again: none)", show=False),
+        Binding("escape", "clear", "Clear filter / selection", show=False),
         Binding("N", "sort('name')", "Sort", key_display="N/I/S/A/V/O/D"),
-        Binding("I", "sort('instance')", "Sort id", show=False),
-        Binding("S", "sort('state')", "Sort state", show=False),
-        Binding("A", "sort('age')", "Sort age", show=False),
-        Binding("V", "sort('version')", "Sort version", show=False),
-        Binding("O", "sort('overlay')", "Sort overlay", show=False),
-        Binding("D", "sort('side')", "Sort side", show=False),
+        Binding("I", "sort('instance')", "Sort by instance id", show=False),
+        Binding("S", "sort('state')", "Sort by state, worst first", show=False),
+        Binding("A", "sort('age')", "Sort by last apply, oldest first", show=False),
+        Binding("V", "sort('version')", "Sort by version", show=False),
+        Binding("O", "sort('overlay')", "Sort by overlay IP", show=False),
+        Binding("D", "sort('side')", "Sort by side", show=False),
         Binding("o", "reject_on", "reject_all on"),
         Binding("f", "reject_off", "off"),
-        Binding("c", "reject_clear", "Clear override"),
-        Binding("F", "fleet_default", "Fleet default"),
-        Binding("M", "maxchange", "maxchange"),
+        Binding("c", "reject_clear", "clear override"),
+        Binding("F", "fleet_default", "Fleet-wide reject_all default", show=False),
+        Binding("M", "maxchange", "Set maxchange", show=False),
     ]
 
     def __init__(self) -> None:

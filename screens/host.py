@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Static
 
 from neti_core.fleet import FleetBatch, FleetSnapshot, HostRow
@@ -33,7 +33,8 @@ def _grid(title: str, pairs: list[tuple[str, Any]]) -> Table:
     return grid
 
 
-def describe(row: HostRow, snapshot: FleetSnapshot, now: float) -> Group:
+def describe(row: HostRow, snapshot: FleetSnapshot, now: float) -> tuple[Group, Group]:
+    """(host and reject_all, applied rules and agent): the two columns of the detail."""
     status, override = row.status, row.override
     host = _grid("Host", [
         ("name", row.name or "-"), ("instance id", row.instance_id or "(unknown: no ip-to-id entry)"),
@@ -54,7 +55,7 @@ def describe(row: HostRow, snapshot: FleetSnapshot, now: float) -> Group:
     ])
     if status is None:
         absent = Text("No agent status (status/<id> absent).", style="dim")
-        return Group(host, Text(""), reject, Text(""), absent)
+        return Group(host, Text(""), reject), Group(absent)
     lag = "" if snapshot.cversion is None else f" (current {snapshot.cversion}, lag {row.lag})"
     guard = "-" if status.guard is None else (f"{status.guard.blocked_removals} removals held, maxchange "
                                              f"{status.guard.maxchange}, since {when(status.guard.since)}")
@@ -71,7 +72,7 @@ def describe(row: HostRow, snapshot: FleetSnapshot, now: float) -> Group:
         ("apply time", "-" if status.apply_ms is None else f"{status.apply_ms:g} ms"),
         ("error", Text(status.error, style="bold red") if status.error else "-"),
     ])
-    return Group(host, Text(""), reject, Text(""), rules, Text(""), agent)
+    return Group(host, Text(""), reject), Group(rules, Text(""), agent)
 
 
 class HostScreen(WriteActions):
@@ -92,7 +93,9 @@ class HostScreen(WriteActions):
         yield HeaderBar(id="header")
         yield ConnectionBanner(id="banner")
         with VerticalScroll(id="detail"):
-            yield Static(id="host")
+            with Horizontal(id="host-columns"):
+                yield Static(id="host")
+                yield Static(id="agent")
             yield Static(Text("Operator actions on this host", style="bold underline"))
             table: DataTable[Any] = DataTable(id="history", cursor_type="row", show_cursor=False)
             for key, label in (("when", "WHEN"), ("who", "WHO"), ("action", "ACTION"), ("change", "CHANGE"),
@@ -122,9 +125,13 @@ class HostScreen(WriteActions):
     def _render_all(self, snapshot: FleetSnapshot) -> None:
         self._chrome(snapshot)
         row = self._row = snapshot.rows.get(self.key)
-        body = Text(f"{self.key} is no longer in the fleet view.", style="bold red") if row is None \
-            else describe(row, snapshot, context(self).now())
-        self.query_one("#host", Static).update(body)
+        if row is None:
+            gone = Text(f"{self.key} is no longer in the fleet view.", style="bold red")
+            left, right = Group(gone), Group()
+        else:
+            left, right = describe(row, snapshot, context(self).now())
+        self.query_one("#host", Static).update(left)
+        self.query_one("#agent", Static).update(right)
         history = snapshot.history(self.key)
         newest = history[-1].seq if history else -1
         if newest == self._audit_seq:
