@@ -27,7 +27,8 @@ Guard = Callable[[FleetSnapshot], tuple[Check, ...]]
 
 
 def _some(rows: list[HostRow], limit: int = 3) -> str:
-    names = [row.name or row.key for row in rows[:limit]]
+    """The first few hosts by name (a stable order, whatever order the rows arrived in)."""
+    names = sorted(row.name or row.key for row in rows)[:limit]
     more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
     return ", ".join(names) + more
 

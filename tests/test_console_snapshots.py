@@ -15,10 +15,18 @@ from neti_core.aws import Instance
 from neti_core.control import FleetControl
 from neti_core.model import Side
 from neti_core.schema import GuardState, PhaseRecord
+from screens.audit import AuditScreen
+from screens.confirm import ConfirmScreen
 from screens.fleet import FleetScreen
-from tests.fixtures.console import FIXED_NOW, instance_id
+from screens.help import HelpScreen
+from screens.host import HostScreen
+from screens.phases import PhasesScreen
+from screens.unregistered import UnregisteredScreen
+from tests.fixtures.console import FIXED_NOW, instance_id, wait_until
 
 SIZE = (150, 36)
+OPENS = {"2": UnregisteredScreen, "3": PhasesScreen, "4": AuditScreen, "question_mark": HelpScreen,
+         "o": ConfirmScreen, "open": HostScreen}
 NAMES = {1: "web-01", 2: "web-02", 3: "web-03", 4: "vpc-web-01", 5: "db-01", 6: "db-02", 7: "cache-01",
          8: "cache-02", 9: "batch-01", 10: "batch-02", 11: "search-01", 12: "vpc-search-01"}
 
@@ -45,8 +53,10 @@ def mixed_fleet(seeder, zk, zk_paths):
     zk.create(zk_paths.control_phase, phase.to_json())
     instances = [Instance(instance_id(n), NAMES[n], host.member.side, host.member.private, host.member.public,
                           "running", {"Name": NAMES[n]}) for n, host in seeder.hosts.items()]
-    instances += [Instance(f"i-0abc{k:013x}", f"legacy-batch-{k}", Side.EC2, IPv4Address(f"10.1.9.{k}"),
-                           IPv4Address(f"54.9.9.{k}"), "running", {"Name": f"legacy-batch-{k}"}) for k in (1, 2)]
+    for k in (1, 2):
+        name = f"legacy-batch-{k}"
+        instances.append(Instance(f"i-0abc{k:013x}", name, Side.EC2, IPv4Address(f"10.1.9.{k}"),
+                                  IPv4Address(f"54.9.9.{k}"), "running", {"Name": name}))
     return instances
 
 
@@ -55,17 +65,19 @@ def snapshot_app(console):
 
 
 def ready(instances, *then: str):
+    """Load the fixed fleet, then press keys, each time waiting until the screen it opens is up."""
     async def run_before(pilot) -> None:
         app = pilot.app
         app.live.submit_instances(instances)
-        for _ in range(400):
-            screen = app.screen
-            if isinstance(screen, FleetScreen) and screen.table.row_count == 14 and len(app.fleet.audit) == 2:
-                break
-            await pilot.pause(0.05)
+        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen)
+                         and app.screen.table.row_count == 14 and len(app.fleet.audit) == 2
+                         and app.fleet.summary.inventory_known, timeout=20)
         for key in then:
-            await pilot.press(key)
-            await pilot.pause(0.3)
+            await pilot.press("enter" if key == "open" else key)
+            expected = OPENS.get(key)
+            if expected is not None:
+                await wait_until(pilot, lambda expected=expected: isinstance(app.screen, expected))
+            await pilot.pause(0.2)
         await pilot.pause(0.6)  # the phases screen recomputes its guards twice a second
     return run_before
 
@@ -80,7 +92,7 @@ def test_fleet_bulk_confirmation(snap_compare, console, mixed_fleet):
 
 
 def test_host_detail(snap_compare, console, mixed_fleet):
-    keys = ("slash", *"cache-01", "enter", "enter")
+    keys = ("slash", *"cache-01", "enter", "open")
     assert snap_compare(snapshot_app(console), terminal_size=SIZE, run_before=ready(mixed_fleet, *keys))
 
 
