@@ -86,7 +86,7 @@ class NetiConsoleApp(App[None]):
             self.poller = Ec2Poller(ec2_client_factory or default_ec2_factory(config),
                                     config.ignore_name_patterns, config.ec2_poll_seconds)
         self._stop = threading.Event()
-        self.started_at = time.perf_counter()
+        self.first_loaded_at: float | None = None  # when the first full read arrived (benchmarks)
 
     # --- the feed ----------------------------------------------------------------------------------
 
@@ -105,6 +105,8 @@ class NetiConsoleApp(App[None]):
 
     def on_fleet_changed(self, message: FleetChanged) -> None:
         self.fleet = message.batch.snapshot
+        if self.first_loaded_at is None and self.fleet.zk.loaded:
+            self.first_loaded_at = time.perf_counter()
         self.fleet_signal.publish(message.batch)
 
     def poll_ec2_now(self) -> None:

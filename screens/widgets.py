@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.cells import cell_len
 from rich.text import Text
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.widgets import DataTable, Static
 from textual.widgets._data_table import RowKey, TwoWayDict
 
@@ -22,8 +22,41 @@ from neti_core.fleet import FleetSnapshot, ZkState
 from screens.cells import age
 
 
+class _UnitRowOffsets:
+    """DataTable's line -> (row key, line in row) map when every row is one line high: computed on
+    demand, instead of DataTable's list of all 10,000 rows rebuilt after every cell update."""
+
+    def __init__(self, table: FleetTable) -> None:
+        self._locations = table._row_locations
+        self._count = len(table.rows)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, y: int) -> tuple[RowKey, int]:
+        key = self._locations.get_key(y)
+        if key is None:
+            raise IndexError(y)
+        return key, 0
+
+    def clear(self) -> None:
+        """DataTable.clear() clears the list; there is nothing to clear here."""
+
+
 class FleetTable(DataTable[Any]):
-    """A DataTable with a fast width pass for one-line cells and sorting by row key."""
+    """A DataTable for one-line rows at fleet scale: a fast width pass, O(1) row offsets, and
+    sorting by row key. Rows are always added without labels and one line high."""
+
+    @property
+    def _y_offsets(self) -> _UnitRowOffsets:  # type: ignore[override]
+        return _UnitRowOffsets(self)
+
+    def _get_row_region(self, row_index: int) -> Region:
+        if not self.is_valid_row_index(row_index):
+            return Region(0, 0, 0, 0)
+        width = sum(column.get_render_width(self) for column in self.columns.values())
+        y = row_index + (self.header_height if self.show_header else 0)
+        return Region(0, y, max(self.size.width, width + self._row_label_column_width), 1)
 
     def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
         new_rows = list(new_rows)
@@ -74,6 +107,8 @@ class FleetTable(DataTable[Any]):
 class HeaderBar(Static):
     """k9s-like header: where we are, who we are, and the counts that matter during a migration."""
 
+    _shown = ""
+
     def show(self, snapshot: FleetSnapshot, *, operator: str, readonly: bool, extra: str = "") -> None:
         s = snapshot.summary
         mode = "[b red]READ-ONLY[/]" if readonly else "[b green]read-write[/]"
@@ -83,15 +118,19 @@ class HeaderBar(Static):
         errors = f"[b red]{s.errors} errors[/]" if s.errors else "0 errors"
         lag = f"[yellow]{s.lagging} lagging[/]" if s.lagging else "0 lagging"
         maxchange = "-" if snapshot.maxchange is None else str(snapshot.maxchange)
-        self.update(
-            f"[b]neti[/] · phase [b]{phase}[/] · operator [b]{operator}[/] {mode} · maxchange {maxchange}\n"
-            f"{registered} · {neti} · reject_all on [b]{s.reject_on:,}[/] · {errors} · {lag}"
-            f" · guard {s.guard} · no agent {s.no_agent}{extra}"
-        )
+        who = f"operator [b]{operator}[/] {mode}"
+        text = (f"[b]neti[/] · phase [b]{phase}[/] · {who} · maxchange {maxchange}\n"
+                f"{registered} · {neti} · reject_all on [b]{s.reject_on:,}[/] · {errors} · {lag}"
+                f" · guard {s.guard} · no agent {s.no_agent}{extra}")
+        if text != self._shown:
+            self._shown = text
+            self.update(text, layout=False)  # two lines, always: no layout pass for the whole screen
 
 
 class ConnectionBanner(Static):
     """Shown only when ZooKeeper or the EC2 API is unreachable: the data on screen may be stale."""
+
+    _shown: str | None = None
 
     def show(self, snapshot: FleetSnapshot, now: float) -> None:
         problems = []
@@ -104,5 +143,8 @@ class ConnectionBanner(Static):
         if ec2.configured and ec2.error:
             last = f"last good inventory {age(now - ec2.last_ok)} ago" if ec2.last_ok else "no inventory yet"
             problems.append(f"EC2 API: {ec2.error} — {last}; retrying")
-        self.update("\n".join(problems))
-        self.display = bool(problems)
+        text = "\n".join(problems)
+        if text != self._shown:
+            self._shown = text
+            self.update(text)
+            self.display = bool(problems)

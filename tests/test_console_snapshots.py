@@ -71,7 +71,7 @@ def ready(instances, *then: str):
         app.live.submit_instances(instances)
         await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen)
                          and app.screen.table.row_count == 14 and len(app.fleet.audit) == 2
-                         and app.fleet.summary.inventory_known, timeout=20)
+                         and app.fleet.summary.inventory_known and app.screen.settled, timeout=20)
         for key in then:
             await pilot.press("enter" if key == "open" else key)
             expected = OPENS.get(key)
