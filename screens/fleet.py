@@ -20,8 +20,9 @@ from neti_core.fleet.query import SORTS, compile_filter
 from screens.actions import WriteActions
 from screens.cells import AGE_COLUMN, FLEET_COLUMNS, Cell, age_cell, fleet_cells, to_text
 from screens.context import context
+from screens.fleet_table import FleetTable
 from screens.host import HostScreen
-from screens.widgets import ConnectionBanner, FleetTable, HeaderBar
+from screens.widgets import ConnectionBanner, HeaderBar
 
 COLUMN_KEYS = [key for key, _ in FLEET_COLUMNS]
 AGE_REFRESH_SECONDS = 5.0
@@ -30,6 +31,8 @@ FILTER_DEBOUNCE_SECONDS = 0.15
 # re-rendered), so during a storm (10,000 agents republishing) batches are merged and applied at
 # most five times a second; after a quiet spell a change is applied at once.
 MIN_APPLY_SECONDS = 0.2
+# DataTable.remove_row renumbers every row (O(rows)); past this many removals, rebuilding is cheaper.
+MAX_REMOVALS_IN_PLACE = 200
 
 
 class FleetScreen(WriteActions):
@@ -146,6 +149,10 @@ class FleetScreen(WriteActions):
         if keys is None:
             keys = frozenset({k for k, v in rows.items() if previous.get(k) is not v}
                              | (previous.keys() - rows.keys()))
+        leaving = sum(1 for key in keys if key in self._cells and not self._visible(rows.get(key)))
+        if leaving > MAX_REMOVALS_IN_PLACE:
+            self._rebuild(rows)
+            return
         table, now = self.table, context(self).now()
         sort_key = SORTS[self.sort_column][1]
         resort = False
