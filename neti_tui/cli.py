@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, handlers=[TextualHandler()], force=True)
     try:
         app = NetiConsoleApp(config, readonly=args.readonly, operator=args.operator)
-    except ConfigError as exc:
-        fail(PROG, str(exc))
+    except ConfigError as exc:  # e.g. no zk_hosts: name the file, as for any other bad key
+        fail(PROG, str(ConfigError(exc.key, exc.problem, args.config)))
     app.run()
     return 0
 
