@@ -208,3 +208,31 @@ async def test_the_audit_screen_and_host_history_show_operator_actions(console, 
         assert row[2:5] == ["tester", "reject_all.set", instance_id(2)] and row[-1] == "canary"
         await pilot.press("1", "down", "enter")
         await wait_until(pilot, lambda: app.screen.query_one("#history").row_count == 1)
+
+
+@pilot_test
+async def test_fleet_default_and_maxchange_from_the_console(console, seeder, zk, zk_paths):
+    seeder.seed(4)
+    zk.create(zk_paths.maxchange, b"20")
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, 4)
+        await pilot.press("F")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "ChoiceScreen")
+        await pilot.press("enter")  # the first choice: on
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        summary = str(app.screen.query_one("#summary").render())
+        assert "fleet default reject_all: - → on" in summary and "all 4 hosts" in summary
+        await pilot.click("#confirm")
+        await wait_until(pilot, lambda: app.fleet.defaults is not None
+                         and app.fleet.defaults.reject_all is True)
+        await wait_until(pilot, lambda: cell(app, instance_id(1), "want") == "on (fleet)")
+
+        await pilot.press("M")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "ValueScreen")
+        await pilot.press("backspace", "backspace", "5", "0", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "maxchange: 20 → 50" in str(app.screen.query_one("#summary").render())
+        await pilot.click("#confirm")
+        await wait_until(pilot, lambda: zk.get(zk_paths.maxchange)[0] == b"50")
+        assert [e.action for e in audit(zk, zk_paths)] == ["defaults.reject_all", "maxchange.set"]
