@@ -42,8 +42,11 @@ class ConnectionBanner(Static):
         zk = snapshot.zk
         if zk.state is not ZkState.CONNECTED:
             since = f" for {age(now - zk.since)}" if zk.since else ""
-            what = "connecting to" if zk.state is ZkState.CONNECTING else f"{zk.state.value}:"
-            problems.append(f"ZooKeeper {what} {zk.hosts}{since} — reconnecting; data may be stale")
+            if zk.state is ZkState.CONNECTING:
+                problems.append(f"Connecting to ZooKeeper at {zk.hosts}…")
+            else:
+                problems.append(f"ZooKeeper {zk.state.value}: {zk.hosts}{since} — reconnecting; "
+                                "data may be stale")
         ec2 = snapshot.ec2
         if ec2.configured and ec2.error:
             last = f"last good inventory {age(now - ec2.last_ok)} ago" if ec2.last_ok else "no inventory yet"
