@@ -26,9 +26,9 @@ async def test_unregistered_instances_are_listed_live_from_ec2(console, seeder, 
     seeder.seed(2)
     app = console(moto_url=moto_server.url)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: app.fleet.summary.inventory_known and len(app.fleet.rows) == 5,
-                         what="members and the EC2 inventory")
-        assert isinstance(app.screen, FleetScreen)
+        await wait_until(pilot, lambda: app.fleet.summary.inventory_known and len(app.fleet.rows) == 5
+                         and isinstance(app.screen, FleetScreen) and app.screen.settled,
+                         what="members and the EC2 inventory on screen")
         assert cell(app, web[0], "state") == "unregistered" and cell(app, web[0], "name") == "web0"
         await pilot.press("2")
         await wait_until(pilot, lambda: isinstance(app.screen, UnregisteredScreen)
