@@ -28,13 +28,21 @@ def main(argv: list[str] | None = None) -> int:
 
     from neti_tui.app import NetiConsoleApp
 
-    # kazoo and botocore log to the root logger; on a full-screen terminal that would tear the UI.
-    logging.basicConfig(level=logging.WARNING, handlers=[TextualHandler()], force=True)
     try:
         app = NetiConsoleApp(config, readonly=args.readonly, operator=args.operator)
     except ConfigError as exc:  # e.g. no zk_hosts: name the file, as for any other bad key
         fail(PROG, str(ConfigError(exc.key, exc.problem, args.config)))
-    app.run()
+    # kazoo and botocore log to the root logger; on a full-screen terminal that would tear the UI,
+    # so while the app runs their records go to Textual's log instead.
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers[:] = [TextualHandler()]
+    root.setLevel(logging.WARNING)
+    try:
+        app.run()
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
     return 0
 
 
