@@ -24,6 +24,8 @@ class HeaderBar(Static):
         lag = f"[yellow]{s.lagging} lagging[/]" if s.lagging else "0 lagging"
         maxchange = "-" if snapshot.maxchange is None else str(snapshot.maxchange)
         who = f"operator [b]{operator}[/] {mode}"
+        if s.recording:  # the lab without root: say plainly that no firewall is being changed
+            extra += f" · [b yellow]{s.recording} agents only record rules (no kernel)[/]"
         text = (f"[b]neti[/] · phase [b]{phase}[/] · {who} · maxchange {maxchange}\n"
                 f"{registered} · {neti} · reject_all on [b]{s.reject_on:,}[/] · {errors} · {lag}"
                 f" · guard {s.guard} · no agent {s.no_agent}{extra}")

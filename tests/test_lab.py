@@ -96,6 +96,17 @@ async def _console_shows(config_path: Path, hosts: list[dict]) -> None:
             {h["overlay"] for h in registered}
 
 
+async def _console_says_recording(config_path: Path) -> None:
+    from neti_core.config import load_config
+    from neti_tui.app import NetiConsoleApp
+    from tests.fixtures.console import wait_until
+
+    app = NetiConsoleApp(load_config(config_path), operator="tester")
+    async with app.run_test(size=(170, 45)) as pilot:
+        await wait_until(pilot, lambda: "2 agents only record rules" in str(
+            app.screen.query_one("#header").render()), timeout=20, what="the recording notice")
+
+
 def test_down_cleans_up_after_the_lab_daemon_crashed(lab_env):
     env, prefix, directory = lab_env
     up = _neti(env, "lab", "up", "--hosts", "2", "--vpc", "50", "--unregistered", "0", "--no-console")
@@ -129,6 +140,7 @@ def test_without_namespaces_the_agents_record_and_still_converge(lab_env):
     status = json.loads(_neti(env, "lab", "status", "--json").stdout)
     assert (status["mode"], status["in_sync"]) == ("recording", 2)
     assert {h["backend"] for h in status["hosts"]} == {"recording"}
+    asyncio.run(_console_says_recording(Path(status["console_config"])))
     assert _namespaces(prefix) == []
     assert _neti(env, "lab", "down").returncode == 0
     assert not directory.exists()

@@ -196,6 +196,7 @@ class FleetSummary:
     pending: int = 0
     in_sync: int = 0
     vpc: int = 0
+    recording: int = 0  # agents whose backend records instead of programming a kernel (lab, no root)
     inventory_known: bool = False
     by_state: Mapping[RuleState, int] = field(default_factory=dict)
 
@@ -207,7 +208,7 @@ class FleetSummary:
 
 def summarize(rows: Iterable[HostRow], inventory_known: bool) -> FleetSummary:
     by_state = dict.fromkeys(RuleState, 0)
-    total = registered = agents = reject_on = vpc = 0
+    total = registered = agents = reject_on = vpc = recording = 0
     for row in rows:
         total += 1
         by_state[row.state] += 1
@@ -215,13 +216,15 @@ def summarize(rows: Iterable[HostRow], inventory_known: bool) -> FleetSummary:
         agents += row.status is not None
         reject_on += row.applied is True
         vpc += row.side == "vpc" and row.in_party
+        recording += row.status is not None and row.status.backend == "recording"
     return FleetSummary(
         total=total, registered=registered, unregistered=by_state[RuleState.UNREGISTERED],
         agents=agents, reject_on=reject_on, errors=by_state[RuleState.ERROR],
         lagging=by_state[RuleState.LAGGING], guard=by_state[RuleState.GUARD],
         deadman=by_state[RuleState.DEADMAN], no_agent=by_state[RuleState.NO_AGENT],
         pending=by_state[RuleState.PENDING], in_sync=by_state[RuleState.IN_SYNC] + by_state[RuleState.DRIFT],
-        vpc=vpc, inventory_known=inventory_known, by_state=MappingProxyType(by_state),
+        vpc=vpc, recording=recording, inventory_known=inventory_known,
+        by_state=MappingProxyType(by_state),
     )
 
 
