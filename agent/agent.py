@@ -55,6 +55,7 @@ class Applied:
     plan: MembershipPlan | None = None
     error: str | None = None
     drift_repairs: int = 0
+    drift_detected: bool = False
     malformed: int = 0
     guard: GuardState | None = None
     problems: tuple[str, ...] = field(default_factory=tuple)
@@ -227,6 +228,7 @@ class Agent:
             self._last_full_check = now
             try:
                 drift = self.backend.drift(desired)
+                self.applied.drift_detected = bool(drift)
                 if not drift:
                     self._record_plan(plan)
                     return
@@ -343,6 +345,7 @@ class Agent:
             guard=applied.guard,
             deadman=self.deadman.state,
             drift_repairs=applied.drift_repairs,
+            drift_detected=applied.drift_detected,
             public_ip=str(self.identity.public_ip),
             private_ip=str(self.identity.private_ip),
             backend=getattr(self.backend, "name", type(self.backend).__name__),

@@ -86,6 +86,7 @@ class AgentStatus:
     backend: str | None = None
     malformed_entries: int = 0
     pending_removals: int = 0
+    drift_detected: bool = False  # the last full check found drift (repaired); cleared by a clean one
 
     def to_json(self) -> bytes:
         return _dump(self)
@@ -133,6 +134,7 @@ class AgentStatus:
             backend=_get(doc, "backend", str, what, None),
             malformed_entries=_get(doc, "malformed_entries", int, what, 0),
             pending_removals=_get(doc, "pending_removals", int, what, 0),
+            drift_detected=_get(doc, "drift_detected", bool, what, False),
             **optional_ip,
         )
 

@@ -209,3 +209,18 @@ def test_flush_removes_netis_rules_and_nothing_else(agent_fleet):
     assert "NETI" not in saved
     assert "--dport 9999 -j ACCEPT" in saved
     assert a.host.shell("ipset", "list", "-n").stdout.strip() == ""
+
+
+def test_rules_broken_by_hand_are_found_and_repaired_at_the_next_resync(agent_fleet):
+    a = agent_fleet.add(Side.EC2)
+    b = agent_fleet.add(Side.EC2)
+    wait_for(lambda: agent_fleet.converged(members=2), what="converged")
+    a.host.shell("iptables", "-w", "-F", "NETI-INPUT")  # as an operator with iptables -F would
+    a.host.shell("ipset", "flush", "ec2_whitelist")
+    status = wait_for(lambda: (s := agent_fleet.status(a)) and s.drift_repairs == 1 and s, timeout=20,
+                      what="drift found and repaired (resync_seconds=5)")
+    assert status.drift_detected
+    assert "match-set" in a.host.shell("iptables", "-w", "-S", "NETI-INPUT").stdout
+    assert str(b.address) in a.host.shell("ipset", "list", "ec2_whitelist").stdout
+    # The next full check is clean again: the host is no longer shown as drifting.
+    wait_for(lambda: agent_fleet.status(a).drift_detected is False, timeout=20, what="a clean check")

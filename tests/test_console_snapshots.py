@@ -48,7 +48,7 @@ def mixed_fleet(seeder, zk, zk_paths):
     control.set_host_reject_all([instance_id(7), instance_id(9), instance_id(11)], True, why="canary tier")
     seeder.publish(7, reject_all=True, reject_all_source="host", deadman="pending")
     seeder.publish(9, reject_all=True, reject_all_source="host", deadman="confirmed")
-    seeder.publish(10, drift_repairs=2)
+    seeder.publish(10, drift_repairs=2, drift_detected=True)
     phase = PhaseRecord("register", "alice", FIXED_NOW - 86400, "EC2 fleet on Neti")
     zk.create(zk_paths.control_phase, phase.to_json())
     instances = [Instance(instance_id(n), NAMES[n], host.member.side, host.member.private, host.member.public,

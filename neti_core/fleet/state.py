@@ -132,8 +132,9 @@ def _state(status: AgentStatus | None, *, in_party: bool, running: bool, cversio
         return RuleState.PENDING, 0, (f"wants reject_all {'on' if desired else 'off'} ({desired_source}),"
                                       f" applied {'on' if status.reject_all else 'off'} "
                                       f"({status.reject_all_source})")
-    if status.drift_repairs:
-        return RuleState.DRIFT, 0, f"{status.drift_repairs} drift repairs since the agent started"
+    if status.drift_detected:
+        return RuleState.DRIFT, 0, (f"the last check found the rules changed behind the agent's back and "
+                                    f"repaired them ({status.drift_repairs} repairs since it started)")
     return RuleState.IN_SYNC, 0, ""
 
 
