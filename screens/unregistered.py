@@ -2,54 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
-from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable
 
 from neti_core.fleet import FleetSnapshot
 from screens.cells import age
 from screens.context import context
 from screens.host import HostScreen
-from screens.widgets import ConnectionBanner, HeaderBar
+from screens.listing import ListingScreen
 
 COLUMNS = (("name", "NAME"), ("instance", "INSTANCE"), ("side", "SIDE"), ("private", "PRIVATE"),
            ("public", "PUBLIC"), ("version", "NETI TAG"))
 
 
-class UnregisteredScreen(Screen[Any]):
+class UnregisteredScreen(ListingScreen):
     BINDINGS = [
         Binding("g", "poll", "Poll EC2 now"),
         Binding("enter", "open", "Detail", show=False),
     ]
 
+    TABLE_ID = "unregistered"
+    SUMMARY_ID = "inventory"
+    COLUMNS = COLUMNS
+
     def __init__(self) -> None:
         super().__init__()
         self._shown: tuple[tuple[str, ...], ...] | None = None
 
-    def compose(self) -> ComposeResult:
-        yield HeaderBar(id="header")
-        yield ConnectionBanner(id="banner")
-        yield Static(id="inventory")
-        table: DataTable[Any] = DataTable(id="unregistered", cursor_type="row", zebra_stripes=True)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
-        yield table
-        yield Footer()
-
-    def on_mount(self) -> None:
-        ctx = context(self)
-        ctx.fleet_signal.subscribe(self, lambda batch: self._show(batch.snapshot))
-        self._show(ctx.fleet)
-
-    def _show(self, snapshot: FleetSnapshot) -> None:
-        ctx = context(self)
-        now = ctx.now()
-        self.query_one(HeaderBar).show(snapshot, operator=ctx.operator, readonly=ctx.readonly)
-        self.query_one(ConnectionBanner).show(snapshot, now)
+    def show_rows(self, snapshot: FleetSnapshot, now: float) -> None:
         ec2 = snapshot.ec2
         rows = snapshot.unregistered
         if not ec2.configured:
@@ -64,12 +45,12 @@ class UnregisteredScreen(Screen[Any]):
                     f"polled {age(now - ec2.last_ok)} ago")
             if ec2.malformed:
                 line += f" · {len(ec2.malformed)} malformed instances skipped"
-        self.query_one("#inventory", Static).update(line)
+        self.summary.update(line)
         shown = tuple((r.key, r.name, r.side, r.private_ip, r.public_ip, r.version) for r in rows)
         if shown == self._shown:
             return
         self._shown = shown
-        table = self.query_one("#unregistered", DataTable)
+        table = self.table
         table.clear()
         for row in rows:
             cells = (row.name or "-", row.key, row.side, row.private_ip or "-", row.public_ip or "-",
@@ -81,7 +62,7 @@ class UnregisteredScreen(Screen[Any]):
         self.notify("polling EC2…")
 
     def action_open(self) -> None:
-        table = self.query_one("#unregistered", DataTable)
+        table = self.table
         if table.row_count:
             key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
             if key is not None:
