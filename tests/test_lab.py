@@ -111,6 +111,8 @@ def test_down_cleans_up_after_the_lab_daemon_crashed(lab_env):
     env, prefix, directory = lab_env
     up = _neti(env, "lab", "up", "--hosts", "2", "--vpc", "50", "--unregistered", "0", "--no-console")
     assert up.returncode == 0, up.stdout + up.stderr
+    again = _neti(env, "lab", "up", "--no-console")  # `make demo` twice: the running lab is kept
+    assert again.returncode == 0 and "already running" in again.stdout
     state = read_state(directory)
     os.kill(state.pid, signal.SIGKILL)
     pids = [state.zk_pid, state.moto_pid, *(h["pid"] for h in state.hosts if h["pid"])]

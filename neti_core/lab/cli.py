@@ -65,7 +65,8 @@ def _up(args: argparse.Namespace) -> int:
     directory: Path = args.state_dir
     state = read_state(directory)
     if state is not None and alive(state.pid):
-        fail(PROG, f"a lab is already running (state in {directory}); `neti lab down` first", status=1)
+        _say(f"a lab is already running (state in {directory}); `neti lab down` stops it")
+        return 0 if args.no_console else _open_console(state)
     if state is not None or directory.exists():
         for item in remove_leftovers(directory, state):
             _say(f"removed leftover {item}")
@@ -96,6 +97,10 @@ def _up(args: argparse.Namespace) -> int:
     if args.no_console:
         _say("running; `neti lab status`, `neti lab down`")
         return 0
+    return _open_console(state)
+
+
+def _open_console(state: LabState) -> int:
     console = Path(sys.executable).parent / "neti-console"
     result = subprocess.run([str(console) if console.exists() else "neti-console", "-c",
                              str(state.console_config)], check=False)
