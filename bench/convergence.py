@@ -29,7 +29,7 @@ from neti_core.firewall.recording import RecordingBackend
 from neti_core.imds import Identity
 from neti_core.model import Side
 from neti_core.schema import AgentStatus
-from neti_core.zkserver import ZooKeeperServer
+from neti_core.zkserver import zookeeper_hosts
 
 
 def identity(n: int) -> Identity:
@@ -117,11 +117,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--zk", help="HOST:PORT of an existing ZooKeeper (default: start one)")
     args = parser.parse_args()
-    if args.zk:
-        result = run(args.zk, args.agents, args.rounds)
-    else:
-        with ZooKeeperServer(heap_mb=512) as server:
-            result = run(server.hosts, args.agents, args.rounds)
+    with zookeeper_hosts(args.zk) as hosts:
+        result = run(hosts, args.agents, args.rounds)
     print(json.dumps(result))
 
 

@@ -24,7 +24,7 @@ from kazoo.client import KazooClient
 
 from neti_core.config import ZkPaths
 from neti_core.registry import OverlayRegistry
-from neti_core.zkserver import ZooKeeperServer
+from neti_core.zkserver import zookeeper_hosts
 
 
 def run(hosts: str, count: int, subnet: IPv4Network) -> dict[str, object]:
@@ -85,11 +85,8 @@ def main() -> None:
     parser.add_argument("--zk", help="HOST:PORT of an existing ZooKeeper (default: start one)")
     parser.add_argument("--subnet", type=IPv4Network, default=IPv4Network("192.168.0.0/16"))
     args = parser.parse_args()
-    if args.zk:
-        result = run(args.zk, args.hosts, args.subnet)
-    else:
-        with ZooKeeperServer(heap_mb=512) as server:
-            result = run(server.hosts, args.hosts, args.subnet)
+    with zookeeper_hosts(args.zk) as hosts:
+        result = run(hosts, args.hosts, args.subnet)
     print(json.dumps(result))
 
 

@@ -13,7 +13,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,3 +231,14 @@ class ZooKeeperEnsemble:
 
     def __exit__(self, *exc_info: object) -> None:
         self.cleanup()
+
+
+@contextmanager
+def zookeeper_hosts(existing: str | None, heap_mb: int = 512) -> Iterator[str]:
+    """The connect string of ``existing`` (``--zk HOST:PORT``), or of a server started for the
+    duration of the block: how the benchmarks and tools take "use mine, or bring your own"."""
+    if existing:
+        yield existing
+        return
+    with ZooKeeperServer(heap_mb=heap_mb) as server:
+        yield server.hosts
