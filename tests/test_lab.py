@@ -146,3 +146,30 @@ def test_without_namespaces_the_agents_record_and_still_converge(lab_env):
     assert _namespaces(prefix) == []
     assert _neti(env, "lab", "down").returncode == 0
     assert not directory.exists()
+
+
+def test_fault_drills_zookeeper_outage_cut_and_churn(lab_env):
+    env, _, _ = lab_env
+    up = _neti(env, "lab", "up", "--hosts", "3", "--vpc", "34", "--unregistered", "0", "--no-console")
+    assert up.returncode == 0, up.stdout + up.stderr
+
+    def status() -> dict:
+        return json.loads(_neti(env, "lab", "status", "--json").stdout)
+
+    names = sorted(h["name"] for h in status()["hosts"])
+    assert _neti(env, "lab", "zk", "stop").returncode == 0
+    assert _neti(env, "lab", "status").returncode == 1  # no ZooKeeper: nothing can be shown in sync
+    assert _neti(env, "lab", "zk", "start").returncode == 0
+    wait_for(lambda: status()["in_sync"] == 3, timeout=60, what="every agent back after the outage")
+
+    cut = _neti(env, "lab", "cut", names[0])
+    assert cut.returncode == 0 and "cut off" in cut.stdout
+    assert _neti(env, "lab", "heal", names[0]).returncode == 0
+    bad = _neti(env, "lab", "cut", "no-such-host")
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1
+
+    churn = _neti(env, "lab", "churn", "--count", "1", "--rate", "5")
+    assert churn.returncode == 0, churn.stderr
+    after = wait_for(lambda: (s := status())["in_sync"] == 3 and s, timeout=60, what="churned fleet in sync")
+    new_names = sorted(h["name"] for h in after["hosts"])
+    assert len(set(new_names) - set(names)) == 1 and len(new_names) == 3

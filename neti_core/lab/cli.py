@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -130,7 +131,7 @@ def _wait_ready(directory: Path) -> LabState:
     fail(PROG, "the lab did not become ready within 10 minutes", status=1)
 
 
-def fleet_sync(state: LabState) -> tuple[int, int, list[dict[str, Any]]]:
+def fleet_sync(state: LabState, timeout: float = 5) -> tuple[int, int, list[dict[str, Any]]]:
     """(agents in sync, agents, per-host rows) read from the lab's ZooKeeper."""
     from kazoo.client import KazooClient
 
@@ -138,8 +139,9 @@ def fleet_sync(state: LabState) -> tuple[int, int, list[dict[str, Any]]]:
     from neti_core.schema import AgentStatus
 
     paths = ZkPaths.under(state.zk_prefix)
+    logging.getLogger("kazoo").setLevel(logging.CRITICAL)  # an unreachable ZooKeeper is said once, below
     client = KazooClient(hosts=f"127.0.0.1:{state.zk_port}")
-    client.start(timeout=10)
+    client.start(timeout=timeout)
     try:
         stat = client.exists(paths.ip_map)
         version = stat.cversion if stat else -1
@@ -205,8 +207,10 @@ def _status(args: argparse.Namespace) -> int:
     try:
         in_sync, agents, rows = fleet_sync(state)
     except Exception as exc:
-        in_sync, agents, rows = 0, 0, [dict(h) for h in state.hosts]
-        _say(f"ZooKeeper unreachable: {exc}")
+        rows = [dict(h) for h in state.hosts]
+        in_sync, agents = 0, sum(1 for h in state.hosts if h["agent"])
+        _say(f"ZooKeeper at 127.0.0.1:{state.zk_port} unreachable ({exc}): agents keep their rules; "
+             f"nothing can be shown in sync")
     summary = {"phase": state.phase, "mode": state.mode, "zookeeper": f"127.0.0.1:{state.zk_port}",
                "ec2_api": f"http://127.0.0.1:{state.moto_port}", "agents": agents, "in_sync": in_sync,
                "instances": len(rows), "rss_mb": round(_lab_rss_mb(state), 1),
