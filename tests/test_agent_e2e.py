@@ -224,3 +224,12 @@ def test_rules_broken_by_hand_are_found_and_repaired_at_the_next_resync(agent_fl
     assert str(b.address) in a.host.shell("ipset", "list", "ec2_whitelist").stdout
     # The next full check is clean again: the host is no longer shown as drifting.
     wait_for(lambda: agent_fleet.status(a).drift_detected is False, timeout=20, what="a clean check")
+
+
+def test_once_syncs_one_time_and_exits(agent_fleet):
+    a = agent_fleet.add(Side.EC2, start=False)
+    result = a.host.run_agent("--once")
+    assert result.returncode == 0, result.stderr
+    assert "applied 1 members" in result.stdout
+    assert "match-set" in a.host.shell("iptables", "-w", "-S", "NETI-INPUT").stdout
+    assert agent_fleet.status(a) is None  # the status was ephemeral: gone with the process
