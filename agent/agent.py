@@ -39,6 +39,7 @@ from neti_core.schema import AgentStatus, GuardState, RejectAllSource
 
 log = logging.getLogger(__name__)
 ZK_READ_TIMEOUT_SECONDS = 5.0
+RETRY_AFTER_ERROR_SECONDS = 5.0  # a failed apply is retried this soon, not at the next resync
 
 
 @dataclass
@@ -211,12 +212,14 @@ class Agent:
         self._converge(desired, plan, reject_all=reject_all, source=source, now=now, full_check=full_check)
         if self.applied.error is None:  # a failed apply leaves the previous membership applied
             self.applied.membership_version = cversion
+            self.metrics.last_sync.set(time.time())
         self.applied.malformed = len(party.malformed)
         self.applied.problems = controls.problems
         self._check_deadman(now)
         self._publish()
         waits = [w for w in (self.deadman.next_wakeup(now),
-                             None if plan.next_expiry is None else plan.next_expiry - now) if w is not None]
+                             None if plan.next_expiry is None else plan.next_expiry - now,
+                             RETRY_AFTER_ERROR_SECONDS if self.applied.error else None) if w is not None]
         return min(waits) if waits else None
 
     def _converge(self, desired: RuleSet, plan: MembershipPlan, *, reject_all: bool,
@@ -259,7 +262,6 @@ class Agent:
         self.applied.applied_at = time.time()
         self.applied.error = None
         self.metrics.applies.inc()
-        self.metrics.last_sync.set(time.time())
         self.tracker.commit(plan)
         self._record_plan(plan)
         try:

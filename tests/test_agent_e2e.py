@@ -233,3 +233,19 @@ def test_once_syncs_one_time_and_exits(agent_fleet):
     assert "applied 1 members" in result.stdout
     assert "match-set" in a.host.shell("iptables", "-w", "-S", "NETI-INPUT").stdout
     assert agent_fleet.status(a) is None  # the status was ephemeral: gone with the process
+
+
+def test_a_failed_apply_is_reported_changes_nothing_and_is_retried(agent_fleet):
+    a = agent_fleet.add(Side.EC2, start=False)
+    # Someone else's set squats on Neti's set name with another type: the swap must fail.
+    a.host.shell("ipset", "create", "ec2_whitelist", "hash:net")
+    before = _kernel_state(a)
+    a.host.start_agent()
+    status = wait_for(lambda: (s := agent_fleet.status(a)) and s.error and s, timeout=20,
+                      what="the failed apply reported")
+    assert "apply failed, previous rules kept" in status.error
+    assert _kernel_state(a) == before  # nothing half-applied
+    a.host.shell("ipset", "destroy", "ec2_whitelist")  # the operator clears the conflict
+    wait_for(lambda: (s := agent_fleet.status(a)) and s.error is None and s.ruleset_hash, timeout=20,
+             what="the retry within seconds")
+    assert "match-set ec2_whitelist" in a.host.shell("iptables", "-w", "-S", "NETI-INPUT").stdout

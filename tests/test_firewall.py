@@ -219,6 +219,23 @@ def test_a_refused_apply_raises_and_leaves_the_previous_rules(fw_ns: Namespace, 
     backend.verify(RS1)
 
 
+def test_a_set_swap_refused_leaves_neither_rules_nor_set_changed(fw_ns: Namespace, kind: str) -> None:
+    """A foreign set of another type squats on Neti's set name: the swap is refused. It must be
+    refused before the iptables commit, or new rules would be live over the wrong set."""
+    flavour = KERNEL_BACKENDS[kind]
+    fw_ns.run(["ipset", "create", "ec2_whitelist", "hash:net"])
+    for table in ("filter", "nat"):  # reading a legacy table creates it (empty): not a change
+        fw_ns.run([tool(kind), "-w", "-t", table, "-S"])
+    before = kernel_snapshot(fw_ns, flavour)
+    backend = make_backend_in(kind, fw_ns)
+    with pytest.raises(FirewallApplyError):
+        backend.apply(RS0)
+    assert kernel_snapshot(fw_ns, flavour) == before
+    fw_ns.run(["ipset", "destroy", "ec2_whitelist"])
+    backend.apply(RS0)
+    backend.verify(RS0)
+
+
 def test_plan_prints_the_changes_and_leaves_the_kernel_byte_identical(fw_ns: Namespace, kind: str) -> None:
     flavour = KERNEL_BACKENDS[kind]
     backend = make_backend_in(kind, fw_ns)

@@ -30,8 +30,15 @@ from neti_core.firewall.base import FirewallApplyError, FirewallBackend, Firewal
 from neti_core.firewall.detect import legacy_table_names
 from neti_core.firewall.iptc_entries import DnatTemplate, rule_spec, xtables_lock
 from neti_core.firewall.live import LiveState, stale_chains
-from neti_core.firewall.tools import add_sets, finish, ipset_delta_around, ipset_names, ipset_restore, start
-from neti_core.render import render_ipset_stage, render_ipset_swap
+from neti_core.firewall.tools import (
+    add_sets,
+    finish,
+    ipset_delta_around,
+    ipset_names,
+    ipset_replaced_around,
+    ipset_restore,
+    start,
+)
 from neti_core.rules import CHAIN_PREFIX, DNAT_CHAIN, FILTER, NAT, Rule, RuleSet, RuleSetDiff, dnat_spec
 
 _PROCESS_LOCK = threading.RLock()
@@ -182,30 +189,23 @@ class IptcBackend(FirewallBackend):
     def _apply_full(self, desired: RuleSet, live: LiveState | None) -> None:
         sets = set(live.sets) if live is not None else ipset_names()
         stale = stale_chains(live, desired) if live is not None else {}
-        ipset_restore(render_ipset_stage(desired, create_live=desired.ipset_name not in sets,
-                                         destroy_stale_staging=desired.staging_set in sets))
-        try:
-            with _PROCESS_LOCK, xtables_lock(self.wait_seconds):
-                self._existing()
-                tables = {FILTER: self._table(FILTER), NAT: self._table(NAT)}
+        with ipset_replaced_around(desired, sets), _PROCESS_LOCK, xtables_lock(self.wait_seconds):
+            self._existing()
+            tables = {FILTER: self._table(FILTER), NAT: self._table(NAT)}
 
-                def edit() -> None:
-                    for chain in desired.filter_chains:
-                        self._write_chain(tables[chain.table], chain.name, chain.rules)
-                    self._write_dnat(tables[NAT], desired.dnat)
-                    self._fix_jumps(tables, desired)
-                    for table_name, names in stale.items():
-                        table = tables.get(table_name) or self._table(table_name)
-                        for name in names:
-                            table.flush_entries(name)
-                        for name in names:
-                            table.delete_chain(name)
+            def edit() -> None:
+                for chain in desired.filter_chains:
+                    self._write_chain(tables[chain.table], chain.name, chain.rules)
+                self._write_dnat(tables[NAT], desired.dnat)
+                self._fix_jumps(tables, desired)
+                for table_name, names in stale.items():
+                    table = tables.get(table_name) or self._table(table_name)
+                    for name in names:
+                        table.flush_entries(name)
+                    for name in names:
+                        table.delete_chain(name)
 
-                self._commit(list(tables.values()), edit)
-        except FirewallApplyError:
-            ipset_restore(f"destroy {desired.staging_set}\n")
-            raise
-        ipset_restore(render_ipset_swap(desired))
+            self._commit(list(tables.values()), edit)
 
     def _apply_delta(self, change: RuleSetDiff) -> None:
         with ipset_delta_around(change):

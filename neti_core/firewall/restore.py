@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 
-from neti_core.firewall.base import FirewallApplyError, FirewallBackend, FirewallUnavailableError
+from neti_core.firewall.base import FirewallBackend, FirewallUnavailableError
 from neti_core.firewall.live import (
     LiveState,
     parse_chain_listing,
@@ -28,13 +28,12 @@ from neti_core.firewall.tools import (
     add_sets,
     finish,
     ipset_delta_around,
+    ipset_replaced_around,
     ipset_restore,
     run_tool,
     start,
 )
 from neti_core.render import (
-    render_ipset_stage,
-    render_ipset_swap,
     render_iptables_delta,
     render_iptables_full,
 )
@@ -85,14 +84,8 @@ class RestoreBackend(FirewallBackend):
             (sets, jumps), stale = self._survey(desired), {}
         else:
             sets, jumps, stale = set(live.sets), live.jumps, stale_chains(live, desired)
-        ipset_restore(render_ipset_stage(desired, create_live=desired.ipset_name not in sets,
-                                         destroy_stale_staging=desired.staging_set in sets))
-        try:
+        with ipset_replaced_around(desired, sets):
             self._iptables_restore(render_iptables_full(desired, jumps, stale))
-        except FirewallApplyError:
-            ipset_restore(f"destroy {desired.staging_set}\n")
-            raise
-        ipset_restore(render_ipset_swap(desired))
 
     def _apply_delta(self, change: RuleSetDiff) -> None:
         with ipset_delta_around(change):

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from neti_core.firewall.base import FirewallApplyError, FirewallUnavailableError
 from neti_core.firewall.live import LiveState, neti_sets
 from neti_core.render import render_ipset_delta, render_ipset_stage, render_ipset_swap
-from neti_core.rules import RuleSetDiff
+from neti_core.rules import RuleSet, RuleSetDiff
 
 TIMEOUT = 60.0
 _DENIED = ("Permission denied", "Operation not permitted")
@@ -78,27 +78,44 @@ def add_sets(state: LiveState, save_text: str, ipset_name: str) -> LiveState:
 
 
 @contextmanager
+def ipset_replaced_around(desired: RuleSet, sets: set[str]) -> Iterator[None]:
+    """The whole set replaced *before* the iptables half (the ``with`` body), undone if that fails.
+
+    Fill a staging set, swap it in, then run the body. The swap comes first because it is the
+    step that can be refused late (a foreign set squatting on the name with another type): doing
+    it after the iptables commit would leave new rules over the wrong set. If the body fails, a
+    second swap puts the previous content back, so both halves stay as they were.
+    """
+    ipset_restore(render_ipset_stage(desired, create_live=desired.ipset_name not in sets,
+                                     destroy_stale_staging=desired.staging_set in sets))
+    try:
+        ipset_restore(f"swap {desired.ipset_name} {desired.staging_set}\n")
+    except FirewallApplyError:
+        ipset_restore(f"destroy {desired.staging_set}\n")
+        raise
+    try:
+        yield
+    except FirewallApplyError:
+        ipset_restore(render_ipset_swap(desired))  # swap back, then drop the new content
+        raise
+    ipset_restore(f"destroy {desired.staging_set}\n")
+
+
+@contextmanager
 def ipset_delta_around(change: RuleSetDiff) -> Iterator[None]:
     """The ipset half of a delta, wrapped around the iptables half (the ``with`` body).
 
     The set changes first, so new members are matchable when the rules that use them arrive. If
-    the body fails, the set is put back as it was (re-add what was deleted, delete what was added,
-    or drop the staging set) and the error goes on; on success a staged set is swapped in.
+    the body fails, the set is put back as it was and the error goes on.
     """
     new = change.new
     if change.ipset_full:
-        sets = ipset_names()
-        ipset_restore(render_ipset_stage(new, create_live=new.ipset_name not in sets,
-                                         destroy_stale_staging=new.staging_set in sets))
-    else:
-        ipset_restore(render_ipset_delta(new.ipset_name, change.ipset_add, change.ipset_del))
+        with ipset_replaced_around(new, ipset_names()):
+            yield
+        return
+    ipset_restore(render_ipset_delta(new.ipset_name, change.ipset_add, change.ipset_del))
     try:
         yield
-    except FirewallApplyError:
-        if change.ipset_full:
-            ipset_restore(f"destroy {new.staging_set}\n")
-        else:
-            ipset_restore(render_ipset_delta(new.ipset_name, change.ipset_del, change.ipset_add))
+    except FirewallApplyError:  # re-add what was deleted, delete what was added
+        ipset_restore(render_ipset_delta(new.ipset_name, change.ipset_del, change.ipset_add))
         raise
-    if change.ipset_full:
-        ipset_restore(render_ipset_swap(new))
