@@ -120,7 +120,7 @@ def test_runner_coalesces_a_burst_into_few_syncs_and_resyncs_periodically():
     gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert 3 <= len(calls) <= 8, calls
     assert min(gaps) >= 0.19  # never more often than min_interval
-    assert max(gaps) <= 0.75  # never less often than max_interval (with scheduling slack)
+    assert max(gaps) <= 1.0  # never much less often than max_interval (0.5 s, plus scheduling slack)
 
 
 def test_runner_wakes_when_the_sync_asks():
