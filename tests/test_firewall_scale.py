@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from ipaddress import IPv4Address
 
 import pytest
@@ -30,11 +29,7 @@ def test_ten_thousand_members_apply_verify_delta_and_drift(fw_ns: Namespace, kin
     backend.verify(rs0)
     result = backend.apply(rs1)
     assert result.mode == "delta" and result.summary == ("ipset ec2_whitelist: +1 -1", "nat NETI-DNAT: +1 -1")
-    started = time.perf_counter()
-    drift = backend.drift(rs1)
-    seconds = time.perf_counter() - started
-    assert not drift
-    assert seconds < 1.0  # the goal is 0.1 s on an idle machine (bench/apply.py); this bounds regressions
+    assert not backend.drift(rs1)  # its speed (goal 100 ms at 10k) is bench/apply.py's to report
     fw_ns.run(["ipset", "del", "ec2_whitelist", "10.0.39.15"])
     assert str(backend.drift(rs1)) == "ipset ec2_whitelist: 1 members missing: 10.0.39.15"
     backend.flush()
