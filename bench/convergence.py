@@ -1,9 +1,9 @@
 """Time from one member joining until every agent's status shows it applied.
 
-    python bench/convergence.py --agents 100 [--rounds 5] [--zk HOST:PORT]
+    python bench/convergence.py --agents 100 [--rounds 5] [--processes P] [--zk HOST:PORT]
 
-All agents run in this one process (threads), each with its own ZooKeeper session, its own
-reconcile loop and a recording backend (no kernel: what is measured is the path ZooKeeper watch →
+The agents run as threads of this process, or spread over P worker processes, each agent with
+its own ZooKeeper session, its own reconcile loop and a recording backend (no kernel: what is measured is the path ZooKeeper watch →
 sync → status, with the default interval of 1 s). Starts its own ZooKeeper unless --zk is given.
 The last line printed is a JSON object.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +25,7 @@ from pathlib import Path
 from kazoo.client import KazooClient
 
 from agent.agent import Agent
-from neti_core.config import parse_config
+from neti_core.config import NetiConfig, parse_config
 from neti_core.firewall.recording import RecordingBackend
 from neti_core.imds import Identity
 from neti_core.model import Side
@@ -50,21 +51,53 @@ def statuses(client: KazooClient, paths: object, ids: list[str]) -> list[AgentSt
     return out
 
 
-def run(hosts: str, count: int, rounds: int) -> dict[str, object]:
-    prefix = f"/bench-{uuid.uuid4().hex[:8]}"
-    workdir = Path(tempfile.mkdtemp(prefix="neti-conv-"))
-    config = parse_config({"zk_prefix": prefix, "metrics_port": 0, "removal_grace_seconds": 60,
-                           "firewall_backend": "recording"})
+def bench_config(prefix: str) -> NetiConfig:
+    return parse_config({"zk_prefix": prefix, "metrics_port": 0, "removal_grace_seconds": 60,
+                         "firewall_backend": "recording"})
+
+
+def start_agents(hosts: str, prefix: str, numbers: range, workdir: Path) -> list[Agent]:
+    config = bench_config(prefix)
     agents = [Agent(config, identity(n), RecordingBackend(config.ipset_name), zk_hosts=hosts,
-                    state_dir=workdir / str(n)) for n in range(count)]
-    started = time.perf_counter()
+                    state_dir=workdir / str(n)) for n in numbers]
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(lambda a: a.start(), agents))
+    return agents
+
+
+def worker(hosts: str, prefix: str, first: int, count: int) -> None:
+    """``--worker``: run agents first..first+count-1 until stdin closes (the parent is done)."""
+    agents = start_agents(hosts, prefix, range(first, first + count),
+                          Path(tempfile.mkdtemp(prefix="neti-conv-")))
+    print("ready", flush=True)
+    sys.stdin.read()
+    for agent in agents:
+        agent.stop()
+
+
+def run(hosts: str, count: int, rounds: int, processes: int = 1) -> dict[str, object]:
+    prefix = f"/bench-{uuid.uuid4().hex[:8]}"
+    workdir = Path(tempfile.mkdtemp(prefix="neti-conv-"))
+    config = bench_config(prefix)
+    started = time.perf_counter()
+    agents: list[Agent] = []
+    workers: list[subprocess.Popen[str]] = []
+    if processes <= 1:
+        agents = start_agents(hosts, prefix, range(count), workdir)
+    else:
+        share = -(-count // processes)
+        for first in range(0, count, share):
+            workers.append(subprocess.Popen(
+                [sys.executable, __file__, "--worker", "--zk", hosts, "--prefix", prefix, "--first",
+                 str(first), "--agents", str(min(share, count - first))],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+        for process in workers:
+            assert process.stdout is not None and process.stdout.readline().strip() == "ready"
     print(f"{count} agents started in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     observer = KazooClient(hosts=hosts)
     observer.start(timeout=30)
     paths = config.zk_paths
-    ids = [a.identity.instance_id for a in agents]
+    ids = [identity(n).instance_id for n in range(count)]
 
     def converged_at(version: int) -> bool:
         return all(s is not None and s.membership_version >= version for s in statuses(observer, paths, ids))
@@ -97,13 +130,18 @@ def run(hosts: str, count: int, rounds: int) -> dict[str, object]:
         print(f"round {round_number}: slowest agent {max(seen.values()):.2f} s", file=sys.stderr)
     for agent in [*agents, *newcomers]:
         agent.stop()
+    for process in workers:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(60)
     observer.stop()
     observer.close()
     samples.sort()
     return {
         "agents": count,
         "rounds": rounds,
-        "mode": "one process, one thread and one ZooKeeper session per agent, recording backend",
+        "mode": (f"{max(processes, 1)} process(es); one thread and one ZooKeeper session per agent; "
+                 "recording backend"),
         "p50_s": round(statistics.median(samples), 3),
         "p99_s": round(samples[max(0, int(len(samples) * 0.99) - 1)], 3),
         "max_s": round(samples[-1], 3),
@@ -115,10 +153,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--processes", type=int, default=1,
+                        help="spread the agents over this many processes (less GIL contention)")
     parser.add_argument("--zk", help="HOST:PORT of an existing ZooKeeper (default: start one)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--prefix", help=argparse.SUPPRESS)
+    parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        worker(args.zk, args.prefix, args.first, args.agents)
+        return
     with zookeeper_hosts(args.zk) as hosts:
-        result = run(hosts, args.agents, args.rounds)
+        result = run(hosts, args.agents, args.rounds, args.processes)
     print(json.dumps(result))
 
 
