@@ -3,9 +3,9 @@
     python bench/convergence.py --agents 100 [--rounds 5] [--processes P] [--zk HOST:PORT]
 
 The agents run as threads of this process, or spread over P worker processes, each agent with
-its own ZooKeeper session, its own reconcile loop and a recording backend (no kernel: what is measured is the path ZooKeeper watch →
-sync → status, with the default interval of 1 s). Starts its own ZooKeeper unless --zk is given.
-The last line printed is a JSON object.
+its own ZooKeeper session, its own reconcile loop and a recording backend (no kernel: what is
+measured is the path ZooKeeper watch → sync → status, with the default interval of 1 s).
+Starts its own ZooKeeper unless --zk is given. The last line printed is a JSON object.
 """
 
 from __future__ import annotations
