@@ -21,6 +21,7 @@ from neti_core.schema import (
     PhaseRecord,
     RejectAllOverride,
     RejectAllSource,
+    effective_reject_all,
 )
 
 OVERLAY_KEY_PREFIX = "overlay:"
@@ -97,10 +98,9 @@ class HostRow:
 def desired_reject_all(override: RejectAllOverride | None, defaults: FleetDefaults | None,
                        status: AgentStatus | None) -> tuple[bool | None, RejectAllSource]:
     """Precedence host > fleet > config; the config value is known only from the agent's report."""
-    if override is not None:
-        return override.value, "host"
-    if defaults is not None and defaults.reject_all is not None:
-        return defaults.reject_all, "fleet"
+    value, source = effective_reject_all(override, defaults, configured=False)
+    if source != "config":
+        return value, source
     if status is not None and status.reject_all_source == "config":
         return status.reject_all, "config"
     return None, "config"
