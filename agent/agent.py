@@ -22,7 +22,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState
 from kazoo.retry import KazooRetry
 
-from agent.controls import ControlWatcher
+from agent.control_watch import ControlWatcher
 from agent.deadman import Deadman
 from agent.membership import MembershipPlan, MembershipTracker, load_applied, save_applied
 from agent.metrics import AgentMetrics
@@ -32,7 +32,7 @@ from neti_core import __version__
 from neti_core.config import NetiConfig
 from neti_core.errors import NetiError
 from neti_core.imds import Identity
-from neti_core.model import Member, ParsedParty, parse_party
+from neti_core.members import Member, ParsedParty, parse_party
 from neti_core.registry import OverlayRegistry, PartyMembership, read_params
 from neti_core.rules import RuleSet, build_ruleset
 from neti_core.schema import AgentStatus, GuardState, RejectAllSource

@@ -13,12 +13,12 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 
-from agent.controls import read_controls_once
+from agent.control_watch import read_controls_once
 from agent.membership import MembershipTracker, load_applied
 from neti_core.config import NetiConfig
 from neti_core.errors import NetiError
 from neti_core.imds import Identity
-from neti_core.model import ParsedParty
+from neti_core.members import ParsedParty
 from neti_core.registry import OverlayRegistry, read_party
 from neti_core.rules import build_ruleset
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neti_core.errors import MalformedEntryError
-from neti_core.model import Member, parse_identifier
+from neti_core.members import Member, parse_identifier
 
 
 def member_key(member: Member) -> str:

@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from neti_core.config import NetiConfig
 from neti_core.firewall.base import FirewallBackend
-from neti_core.model import Member, Side
-from neti_core.netns import temporary_namespace
+from neti_core.lab.netns import temporary_namespace
+from neti_core.members import Member, Side
 from neti_core.render import (
     render_ipset_delta,
     render_ipset_full,

@@ -16,7 +16,7 @@ maps, the ``ip-map`` party and one ``status/<id>`` per host. Then it runs the re
 * ``rss_mb``: the console's resident memory after all that.
 
 ``--watch-strategies`` also times the ways of watching 10,000 status nodes (see
-``neti_core/fleet/live.py``). The last line printed is a JSON object.
+``neti_core/fleet/watcher.py``). The last line printed is a JSON object.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kazoo.client import KazooClient
 
 from neti_core.config import ZkPaths, parse_config
-from neti_core.model import Member, Side, format_party_entry, parse_ipv4
+from neti_core.lab.zkserver import ZooKeeperServer
+from neti_core.members import Member, Side, format_party_entry, parse_ipv4
 from neti_core.schema import AgentStatus
-from neti_core.zkserver import ZooKeeperServer
 
 NOW = time.time()
 

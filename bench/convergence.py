@@ -28,9 +28,9 @@ from agent.agent import Agent
 from neti_core.config import NetiConfig, parse_config
 from neti_core.firewall.recording import RecordingBackend
 from neti_core.imds import Identity
-from neti_core.model import Side
+from neti_core.lab.zkserver import zookeeper_hosts
+from neti_core.members import Side
 from neti_core.schema import AgentStatus
-from neti_core.zkserver import zookeeper_hosts
 
 
 def identity(n: int) -> Identity:

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kazoo.client import KazooClient
 
 from neti_core.config import ZkPaths
+from neti_core.lab.zkserver import zookeeper_hosts
 from neti_core.registry import OverlayRegistry
-from neti_core.zkserver import zookeeper_hosts
 
 
 def run(hosts: str, count: int, subnet: IPv4Network) -> dict[str, object]:

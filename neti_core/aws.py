@@ -18,7 +18,7 @@ from botocore.config import Config as BotoConfig
 
 from neti_core.config import NetiConfig
 from neti_core.errors import MalformedEntryError
-from neti_core.model import Side, parse_ipv4, validate_instance_id
+from neti_core.members import Side, parse_ipv4, validate_instance_id
 
 log = logging.getLogger(__name__)
 

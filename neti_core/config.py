@@ -19,7 +19,7 @@ import yaml
 from neti_core import confvalues as check
 from neti_core.confvalues import PortRange, ZkHost
 from neti_core.errors import ConfigError
-from neti_core.model import Side
+from neti_core.members import Side
 
 __all__ = ["ConfigError", "NetiConfig", "PortRange", "ZkHost", "ZkPaths", "load_config", "parse_config"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from neti_core.errors import ConfigError, MalformedEntryError
-from neti_core.model import Side, parse_ipv4
+from neti_core.members import Side, parse_ipv4
 
 _HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")

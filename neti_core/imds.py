@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError
 from botocore.utils import IMDSFetcher
 
 from neti_core.errors import MalformedEntryError, NetiError
-from neti_core.model import Side, parse_ipv4, validate_instance_id
+from neti_core.members import Side, parse_ipv4, validate_instance_id
 
 _MAC = r"[0-9a-f]{2}(?::[0-9a-f]{2}){5}"
 

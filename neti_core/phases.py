@@ -1,7 +1,7 @@
 """The migration procedure of the original Neti's README, as phases with guards on live data.
 
 A guard is a pure function of a :class:`FleetSnapshot`: it lists checks, each true or false with
-the reason, so the console can show why a phase cannot be declared yet and ``neti_core.control``
+the reason, so the console can show why a phase cannot be declared yet and ``neti_core.operator_actions``
 can refuse the move with the same words. Moving forward is one phase at a time and needs the
 target's guard to pass; moving back one phase (a rollback) is always allowed.
 """

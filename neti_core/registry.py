@@ -24,7 +24,7 @@ from kazoo.recipe.party import ShallowParty
 
 from neti_core.config import ZkPaths
 from neti_core.errors import MalformedEntryError, OverlayExhaustedError, RegistryError
-from neti_core.model import Member, ParsedParty, parse_ipv4, parse_party, validate_instance_id
+from neti_core.members import Member, ParsedParty, parse_ipv4, parse_party, validate_instance_id
 
 log = logging.getLogger(__name__)
 

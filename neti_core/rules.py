@@ -27,7 +27,7 @@ from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 
 from neti_core.config import NetiConfig, PortRange
-from neti_core.model import Member, Side
+from neti_core.members import Member, Side
 
 FILTER = "filter"
 NAT = "nat"

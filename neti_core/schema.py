@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal, Self
 
 from neti_core.errors import MalformedEntryError
-from neti_core.model import Side, parse_ipv4, validate_instance_id
+from neti_core.members import Side, parse_ipv4, validate_instance_id
 
 RejectAllSource = Literal["host", "fleet", "config"]
 DeadmanState = Literal["pending", "confirmed", "rolled_back"]

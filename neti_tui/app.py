@@ -22,7 +22,6 @@ from textual.screen import Screen
 from textual.signal import Signal
 
 from neti_core.config import NetiConfig
-from neti_core.control import FleetControl, default_operator
 from neti_core.fleet import (
     EMPTY_SNAPSHOT,
     Ec2Health,
@@ -32,8 +31,9 @@ from neti_core.fleet import (
     LiveFleet,
     ZkHealth,
 )
-from neti_core.fleet.live import DEFAULT_COALESCE_SECONDS
 from neti_core.fleet.query import SORTS
+from neti_core.fleet.watcher import DEFAULT_COALESCE_SECONDS
+from neti_core.operator_actions import FleetControl, default_operator
 from neti_tui.feed import FleetChanged, default_ec2_factory, make_zk_client, zk_connect_string
 from screens.actions import WRITE_ACTIONS, WriteActions
 from screens.audit import AuditScreen

@@ -20,7 +20,7 @@ from neti_core.aws import ec2_client
 from neti_core.config import NetiConfig
 from neti_core.errors import ConfigError
 from neti_core.fleet import FleetBatch
-from neti_core.model import Side
+from neti_core.members import Side
 
 
 @dataclass

@@ -14,10 +14,10 @@ from typing import Any
 from textual.message import Message
 from textual.screen import Screen
 
-from neti_core.control import ActionResult
 from neti_core.errors import NetiError
 from neti_core.fleet import HostRow
 from neti_core.fleet.query import on_off
+from neti_core.operator_actions import ActionResult
 from screens.confirm import ChangePlan, ChoiceScreen, Confirmed, ConfirmScreen, ValueScreen
 from screens.context import context
 

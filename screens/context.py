@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, cast
 
-from neti_core.control import FleetControl
 from neti_core.fleet import FleetBatch, FleetSnapshot
+from neti_core.operator_actions import FleetControl
 
 if TYPE_CHECKING:
     from textual.dom import DOMNode

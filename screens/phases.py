@@ -1,7 +1,7 @@
 """Migration phases: the original README's procedure, each phase's guard computed from live data.
 
 Moving forward needs the next phase's guard to pass and its name typed; a failing guard is shown
-check by check and the move is refused (here, and again by ``neti_core.control``).
+check by check and the move is refused (here, and again by ``neti_core.operator_actions``).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from neti_core.config import ZkPaths
-from neti_core.zkserver import ZooKeeperServer, ZooKeeperUnavailable
+from neti_core.lab.zkserver import ZooKeeperServer, ZooKeeperUnavailable
 
 # Fixture modules, one per area, so that work on one area never edits another's fixtures.
 pytest_plugins = ["tests.fixtures.aws", "tests.fixtures.netns", "tests.fixtures.agent",

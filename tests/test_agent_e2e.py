@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from neti_core.model import Side
+from neti_core.members import Side
 from tests.fixtures.agent import connect_from, wait_for
 
 pytestmark = pytest.mark.netns

@@ -10,7 +10,7 @@ from ipaddress import IPv4Address
 from agent.deadman import Deadman
 from agent.membership import MembershipTracker, load_applied, save_applied
 from agent.runner import BoundedFrequencyRunner
-from neti_core.model import Member, Side
+from neti_core.members import Member, Side
 
 
 def member(n: int, side: Side = Side.EC2) -> Member:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from neti_core.aws import parse_instance, running_instances, tag_instance
-from neti_core.model import Side
+from neti_core.members import Side
 
 
 def _launch(ec2, count, name_prefix, subnet_id=None):

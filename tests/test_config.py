@@ -12,7 +12,7 @@ import yaml
 
 from neti_core.config import PortRange, ZkHost, load_config, parse_config
 from neti_core.errors import ConfigError
-from neti_core.model import Side
+from neti_core.members import Side
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from neti_core.control import ReadOnlyError
+from neti_core.operator_actions import ReadOnlyError
 from neti_core.schema import AuditEntry, PhaseRecord, RejectAllOverride
 from screens.confirm import ConfirmScreen
 from screens.fleet import FleetScreen

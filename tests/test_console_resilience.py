@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from neti_core.zkserver import ZooKeeperServer, ZooKeeperUnavailable
+from neti_core.lab.zkserver import ZooKeeperServer, ZooKeeperUnavailable
 from screens.fleet import FleetScreen
 from screens.unregistered import UnregisteredScreen
 from tests.conftest import connect

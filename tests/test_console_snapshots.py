@@ -12,8 +12,8 @@ from ipaddress import IPv4Address
 import pytest
 
 from neti_core.aws import Instance
-from neti_core.control import FleetControl
-from neti_core.model import Side
+from neti_core.members import Side
+from neti_core.operator_actions import FleetControl
 from neti_core.schema import GuardState, PhaseRecord
 from screens.audit import AuditScreen
 from screens.confirm import ConfirmScreen

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from neti_core.control import (
+from neti_core.operator_actions import (
     CHUNK,
     FleetControl,
     PhaseMoveRefused,

@@ -20,8 +20,8 @@ import pytest
 
 from neti_core.config import NetiConfig, PortRange
 from neti_core.firewall.base import FirewallApplyError
-from neti_core.model import Member, Side
-from neti_core.netns import Namespace
+from neti_core.lab.netns import Namespace
+from neti_core.members import Member, Side
 from neti_core.rules import FAILSAFE_CHAIN, INPUT_CHAIN, Chain, Rule, RuleSet, build_ruleset
 from tests.fixtures.netns import KERNEL_BACKENDS, kernel_snapshot, make_backend_in
 
@@ -261,7 +261,7 @@ def test_backend_in_a_process_started_with_ip_netns_exec(fw_ns: Namespace, tmp_p
         f"sys.path.insert(0, {str(REPO)!r})\n"
         "from neti_core.config import NetiConfig\n"
         "from neti_core.firewall.base import make_backend\n"
-        "from neti_core.model import Member, Side\n"
+        "from neti_core.members import Member, Side\n"
         "from neti_core.rules import build_ruleset\n"
         "from ipaddress import IPv4Address as A\n"
         "backend = make_backend(NetiConfig(firewall_backend=sys.argv[1]))\n"

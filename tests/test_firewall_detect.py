@@ -12,8 +12,8 @@ from neti_core.config import NetiConfig
 from neti_core.firewall.base import BackendConflictError, FirewallUnavailableError, make_backend
 from neti_core.firewall.detect import decide, detect, system_mode
 from neti_core.firewall.recording import RecordingBackend
-from neti_core.model import Member, Side
-from neti_core.netns import Namespace
+from neti_core.lab.netns import Namespace
+from neti_core.members import Member, Side
 from neti_core.rules import build_ruleset
 
 A = IPv4Address

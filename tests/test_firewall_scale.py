@@ -7,8 +7,8 @@ from ipaddress import IPv4Address
 import pytest
 
 from neti_core.config import NetiConfig
-from neti_core.model import Member, Side
-from neti_core.netns import Namespace
+from neti_core.lab.netns import Namespace
+from neti_core.members import Member, Side
 from neti_core.rules import build_ruleset
 from tests.fixtures.netns import make_backend_in
 

@@ -12,7 +12,7 @@ from botocore.config import Config as BotoConfig
 from neti_core.aws import ec2_client
 from neti_core.fleet import Ec2Poller, FleetModel, RuleState, TreeRead
 from neti_core.fleet.events import AuditAppended, MembersChanged, StatusesChanged
-from neti_core.model import Side
+from neti_core.members import Side
 from neti_core.schema import AuditEntry, FleetDefaults, GuardState, RejectAllOverride
 from tests.fixtures.console import FIXED_NOW, console_config, instance_id, launch
 

@@ -7,8 +7,8 @@ from ipaddress import IPv4Address
 import pytest
 
 from neti_core.imds import MetadataError, fetch_identity
-from neti_core.imds_server import ImdsServer, metadata_tree
-from neti_core.model import Side
+from neti_core.lab.imds_server import ImdsServer, metadata_tree
+from neti_core.members import Side
 
 MAC = "0a:1b:2c:3d:4e:5f"
 
@@ -52,7 +52,7 @@ def test_malformed_metadata_is_a_clear_error(field, value):
 
 
 def test_unreachable_endpoint_is_a_metadata_error():
-    from neti_core.zkserver import free_port
+    from neti_core.lab.zkserver import free_port
 
     with pytest.raises(MetadataError):
         fetch_identity(f"http://127.0.0.1:{free_port()}", timeout=0.5, attempts=1)

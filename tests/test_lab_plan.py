@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from neti_core.lab.plan import LabPlanError, plan_fleet
-from neti_core.model import Side
+from neti_core.members import Side
 
 
 def test_a_quarter_in_the_vpc_spread_through_the_fleet_plus_unregistered():

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from neti_core.errors import MalformedEntryError
-from neti_core.model import (
+from neti_core.members import (
     Member,
     Side,
     format_party_entry,

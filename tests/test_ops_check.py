@@ -12,11 +12,11 @@ import pytest
 import yaml
 
 from agent.metrics import AgentMetrics, HealthServer
-from neti_core import netns
 from neti_core.cli import main
 from neti_core.config import parse_config
 from neti_core.firewall.base import make_backend
-from neti_core.model import Member, Side
+from neti_core.lab import netns
+from neti_core.members import Member, Side
 from neti_core.ops.check import CRITICAL, OK, UNKNOWN, WARNING, Finding, overall
 from neti_core.ops.iptsave import parse_save, stranger_verdict
 from neti_core.rules import build_ruleset

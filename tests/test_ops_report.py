@@ -12,11 +12,11 @@ import yaml
 from neti_core.aws import Instance
 from neti_core.cli import main
 from neti_core.config import ZkPaths
-from neti_core.model import Member, ParsedParty, Side, parse_ipv4, parse_party
-from neti_core.ops.report import NetiView, join, natural_key, select, used_ips
-from neti_core.ops.versions import Version, parse_version
+from neti_core.members import Member, ParsedParty, Side, parse_ipv4, parse_party
+from neti_core.ops.report import NetiView, join, select, used_ips
 from neti_core.registry import OverlayRegistry
 from neti_core.schema import AgentStatus
+from neti_core.versions import Version, natural_key, parse_version
 from tests.conftest import connect
 
 SUBNET = "192.168.0.0/24"
@@ -170,7 +170,7 @@ def test_bad_version_and_unreachable_services_are_one_line(fleet, capsys, tmp_pa
 
 def test_versions_compare_as_versions():
     assert Version("0.9.2") < Version("0.10.0") < Version("1.0.0rc1") < Version("1.0.0")
-    assert Version("1.0") == Version("1.0.0") == Version("v1.0.0+build7")
+    assert parse_version("1.0") == parse_version("1.0.0") == parse_version("v1.0.0+build7")
     assert Version("1.0.dev1") < Version("1.0a1") < Version("1.0b2") < Version("1.0rc1")
     assert parse_version("latest") is None and parse_version(None) is None
 

@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from neti_core.cli import main
-from neti_core.model import parse_ipv4
+from neti_core.members import parse_ipv4
 from neti_core.ops.zkproxy import ProxySpec, render, validate
 
 CLIENT, PROXY_IN, PROXY_OUT, MEMBER = "10.77.1.2", "10.77.1.1", "10.77.2.1", "10.77.2.2"

@@ -11,7 +11,7 @@ import pytest
 from kazoo.protocol.states import KazooState
 
 from neti_core.errors import MalformedEntryError, OverlayExhaustedError
-from neti_core.model import Member, Side
+from neti_core.members import Member, Side
 from neti_core.registry import (
     OverlayRegistry,
     PartyMembership,
@@ -230,7 +230,7 @@ def test_party_rejoins_with_the_same_overlay_ip_after_session_expiry(zk_server, 
 
 
 def test_three_node_ensemble_forms_a_quorum_and_replicates():
-    from neti_core.zkserver import ZooKeeperEnsemble
+    from neti_core.lab.zkserver import ZooKeeperEnsemble
 
     with ZooKeeperEnsemble() as ensemble:
         modes = sorted(server.mode() for server in ensemble.servers)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from neti_core.config import NetiConfig, PortRange
-from neti_core.model import Member, Side
+from neti_core.members import Member, Side
 from neti_core.rules import (
     DNAT_CHAIN,
     FAILSAFE_CHAIN,

@@ -7,7 +7,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from neti_core.config import NetiConfig, PortRange
 from neti_core.firewall.iptc_entries import _address_spec
-from neti_core.firewall.live import (
+from neti_core.firewall.readback import (
     LiveState,
     compare,
     expected_state,
@@ -16,7 +16,7 @@ from neti_core.firewall.live import (
     render_flush,
 )
 from neti_core.firewall.tools import add_sets
-from neti_core.model import Member, Side
+from neti_core.members import Member, Side
 from neti_core.render import (
     ipset_hashsize,
     render_ipset_delta,

@@ -16,9 +16,9 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from neti_core.config import NetiConfig, PortRange
-from neti_core.model import Member
+from neti_core.lab.simnet import SimNetwork
+from neti_core.members import Member
 from neti_core.rules import build_ruleset
-from neti_core.simnet import SimNetwork
 from tests.fixtures.netns import FLEET_HOSTS, Probe, make_backend_in, probe
 
 pytestmark = pytest.mark.netns

@@ -1,4 +1,4 @@
-"""neti_core.netns and neti_core.simnet: the namespace helpers the traffic tests and the lab stand on."""
+"""neti_core.lab.netns and neti_core.lab.simnet: the namespace helpers of the traffic tests and the lab."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from neti_core.model import Side
-from neti_core.netns import Netns, NetnsWorker, call_in_netns, exists, temporary_namespace
-from neti_core.simnet import SimHost, SimNetwork
+from neti_core.lab.netns import Netns, NetnsWorker, call_in_netns, exists, temporary_namespace
+from neti_core.lab.simnet import SimHost, SimNetwork
+from neti_core.members import Side
 
 pytestmark = pytest.mark.netns
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neti_core.errors import NetiError
-from neti_core.firewall.live import Drift, LiveState, compare, stale_chains
+from neti_core.firewall.readback import Drift, LiveState, compare, stale_chains
 from neti_core.render import render_iptables_full
 from neti_core.rules import RuleSet, RuleSetDiff, diff
 
@@ -222,7 +222,7 @@ class NamespacedBackend:
     """
 
     def __init__(self, backend: FirewallBackend, netns: str) -> None:
-        from neti_core.netns import NetnsWorker
+        from neti_core.firewall.netns_thread import NetnsWorker
 
         self.backend = backend
         self.netns = netns
@@ -258,7 +258,7 @@ def make_backend(config: NetiConfig, *, netns: str | None = None,
     if choice == "recording":
         return RecordingBackend(config.ipset_name, path=record_path)
     if netns is not None:
-        from neti_core.netns import call_in_netns
+        from neti_core.firewall.netns_thread import call_in_netns
 
         detection = call_in_netns(netns, detect)
     else:

@@ -29,7 +29,7 @@ from typing import Any
 from neti_core.firewall.base import FirewallApplyError, FirewallBackend, FirewallUnavailableError
 from neti_core.firewall.detect import legacy_table_names
 from neti_core.firewall.iptc_entries import DnatTemplate, rule_spec, xtables_lock
-from neti_core.firewall.live import LiveState, stale_chains
+from neti_core.firewall.readback import LiveState, stale_chains
 from neti_core.firewall.tools import (
     add_sets,
     finish,

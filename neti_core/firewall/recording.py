@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neti_core.firewall.base import FirewallBackend
-from neti_core.firewall.live import LiveState, expected_state, render_flush, stale_chains
+from neti_core.firewall.readback import LiveState, expected_state, render_flush, stale_chains
 from neti_core.render import (
     render_ipset_delta,
     render_ipset_full,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import shutil
 
 from neti_core.firewall.base import FirewallBackend, FirewallUnavailableError
-from neti_core.firewall.live import (
+from neti_core.firewall.readback import (
     LiveState,
     parse_chain_listing,
     parse_iptables_save,

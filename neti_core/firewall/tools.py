@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from neti_core.firewall.base import FirewallApplyError, FirewallUnavailableError
-from neti_core.firewall.live import LiveState, neti_sets
+from neti_core.firewall.readback import LiveState, neti_sets
 from neti_core.render import render_ipset_delta, render_ipset_stage, render_ipset_swap
 from neti_core.rules import RuleSet, RuleSetDiff
 

@@ -3,8 +3,6 @@ feed a model that emits typed, batched events (``events``) and rows to show (``s
 
 from neti_core.fleet.ec2poll import Ec2Poller
 from neti_core.fleet.events import FleetBatch, FleetEvent
-from neti_core.fleet.live import LiveFleet
-from neti_core.fleet.model import FleetModel, TreeRead
 from neti_core.fleet.state import (
     EMPTY_SNAPSHOT,
     AuditRecord,
@@ -16,6 +14,8 @@ from neti_core.fleet.state import (
     ZkHealth,
     ZkState,
 )
+from neti_core.fleet.tracker import FleetModel, TreeRead
+from neti_core.fleet.watcher import LiveFleet
 
 __all__ = [
     "EMPTY_SNAPSHOT",

@@ -12,8 +12,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from neti_core.fleet.state import HostRow
-from neti_core.ops.report import natural_key
-from neti_core.ops.versions import parse_version
+from neti_core.versions import natural_key, parse_version
 
 Predicate = Callable[[HostRow], bool]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from neti_core.aws import Instance
-from neti_core.model import Member
+from neti_core.members import Member
 from neti_core.schema import (
     AgentStatus,
     AuditEntry,

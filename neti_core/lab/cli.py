@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from neti_core.cliutil import fail
-from neti_core.lab.control import LabUnreachable, request
 from neti_core.lab.plan import LabPlanError, plan_fleet
+from neti_core.lab.rpc import LabUnreachable, request
 from neti_core.lab.state import LabState, alive, default_state_dir, read_state, remove_leftovers
 from neti_core.ops.common import PROG, Subparsers
 

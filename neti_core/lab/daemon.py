@@ -27,15 +27,15 @@ import boto3
 import yaml
 
 from neti_core.errors import MalformedEntryError
-from neti_core.lab.control import ControlServer
 from neti_core.lab.host import SimInstance
+from neti_core.lab.motoserver import MotoServer
+from neti_core.lab.netns import Netns
 from neti_core.lab.plan import EC2_PRIVATE, OUTSIDE, VPC_PRIVATE, HostPlan, plan_fleet
+from neti_core.lab.rpc import ControlServer
+from neti_core.lab.simnet import Segments, SimHost, SimNetwork
 from neti_core.lab.state import LabState, write_state
-from neti_core.model import Side, parse_ipv4
-from neti_core.motoserver import MotoServer
-from neti_core.netns import Netns
-from neti_core.simnet import Segments, SimHost, SimNetwork
-from neti_core.zkserver import ZooKeeperServer
+from neti_core.lab.zkserver import ZooKeeperServer
+from neti_core.members import Side, parse_ipv4
 
 log = logging.getLogger("neti.lab")
 NETNS_PREFIX = "nlab"

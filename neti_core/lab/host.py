@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
-from neti_core.imds_server import ImdsServer, metadata_tree
-from neti_core.model import Side
-from neti_core.netns import call_in_netns
-from neti_core.portal import Portal
+from neti_core.firewall.netns_thread import call_in_netns
+from neti_core.lab.imds_server import ImdsServer, metadata_tree
+from neti_core.lab.portal import Portal
+from neti_core.members import Side
 
 IMDS_PORT = 8169
 ZK_PORT = 2181

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from neti_core.model import Side
+from neti_core.members import Side
 
 EC2_PRIVATE = IPv4Network("10.0.0.0/16")
 VPC_PRIVATE = IPv4Network("172.31.0.0/16")

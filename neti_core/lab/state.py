@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neti_core import netns
+from neti_core.lab import netns
 
 STATE_FILE = "lab.json"
 

@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass
 from neti_core.cliutil import load_config_or_exit
 from neti_core.config import NetiConfig
 from neti_core.errors import MalformedEntryError
-from neti_core.firewall.live import LiveState, compare
-from neti_core.model import Side, parse_ipv4
+from neti_core.firewall.readback import LiveState, compare
+from neti_core.members import Side, parse_ipv4
 from neti_core.ops.common import PROG, Subparsers, add_config_argument, add_json_argument
 from neti_core.ops.iptsave import Verdict
 from neti_core.ops.output import print_json

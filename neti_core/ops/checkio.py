@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from neti_core.config import NetiConfig
 from neti_core.errors import MalformedEntryError, NetiError
-from neti_core.model import Side, validate_instance_id
+from neti_core.members import Side, validate_instance_id
 from neti_core.ops.check import (
     UNKNOWN,
     Expected,
@@ -29,7 +29,7 @@ from neti_core.schema import AgentStatus, FleetDefaults, RejectAllOverride, effe
 if TYPE_CHECKING:
     from kazoo.client import KazooClient
 
-    from neti_core.firewall.live import LiveState
+    from neti_core.firewall.readback import LiveState
 
 _TIMEOUT = 30.0
 

@@ -55,7 +55,7 @@ def zk_session(config: NetiConfig, args: argparse.Namespace, *,
     from kazoo.client import KazooClient
     from kazoo.handlers.threading import KazooTimeoutError
 
-    from neti_core.model import Side
+    from neti_core.members import Side
 
     try:
         hosts = args.zk or config.zk_connect_string(Side(args.side))

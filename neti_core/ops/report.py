@@ -10,7 +10,6 @@ the instance's ``neti_version`` tag. The join, the filters and the sort are pure
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from neti_core.cliutil import load_config_or_exit
 from neti_core.errors import MalformedEntryError
-from neti_core.model import Member, ParsedParty, parse_ipv4
+from neti_core.members import Member, ParsedParty, parse_ipv4
 from neti_core.ops.common import (
     PROG,
     Subparsers,
@@ -31,8 +30,8 @@ from neti_core.ops.common import (
     zk_session,
 )
 from neti_core.ops.output import percent, print_json, table
-from neti_core.ops.versions import Version, parse_version
 from neti_core.schema import AgentStatus
+from neti_core.versions import Version, natural_key, parse_version
 
 if TYPE_CHECKING:
     from kazoo.client import KazooClient
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
     from neti_core.aws import Instance
     from neti_core.config import NetiConfig, ZkPaths
 
-_DIGITS = re.compile(r"(\d+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +78,6 @@ class Summary:
     def line(self) -> str:
         return f"{self.instances} instances, {self.in_neti} in Neti ({self.percent:g}%)"
 
-
-def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
-    """Sort key that orders web2 before web10 (digit runs compare as numbers, case ignored)."""
-    return tuple((0, int(part)) if part.isdigit() else (1, part.lower())
-                 for part in _DIGITS.split(text) if part)
 
 
 def _status_text(status: AgentStatus | None) -> str | None:
@@ -199,7 +192,7 @@ def read_view(client: KazooClient, paths: ZkPaths, subnet: IPv4Network) -> NetiV
     """Both maps, the live party and every status, validated; bad entries become problems."""
     from kazoo.exceptions import NoNodeError
 
-    from neti_core.model import parse_party
+    from neti_core.members import parse_party
     from neti_core.registry import OverlayRegistry, read_party
 
     problems: list[str] = []

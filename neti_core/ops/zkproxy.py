@@ -18,7 +18,7 @@ from ipaddress import IPv4Address
 
 from neti_core.cliutil import fail
 from neti_core.errors import MalformedEntryError
-from neti_core.model import parse_ipv4
+from neti_core.members import parse_ipv4
 from neti_core.ops.common import PROG, Subparsers, add_json_argument
 from neti_core.ops.output import print_json
 

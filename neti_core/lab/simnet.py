@@ -23,9 +23,9 @@ import threading
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
-from neti_core.model import Side
-from neti_core.netns import Namespace, Netns
-from neti_core.netns import delete as delete_namespace
+from neti_core.lab.netns import Namespace, Netns
+from neti_core.lab.netns import delete as delete_namespace
+from neti_core.members import Side
 
 _SEGMENTS = ("ec2", "vpc", "net")
 _EC2, _VPC, _NET = IPv4Network("10.10.0.0/24"), IPv4Network("10.20.0.0/24"), IPv4Network("203.0.113.0/24")

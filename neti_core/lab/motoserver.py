@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from neti_core.errors import NetiError
-from neti_core.zkserver import free_port
+from neti_core.lab.zkserver import free_port
 
 LAB_REGION = "us-east-1"
 

@@ -14,7 +14,7 @@ import selectors
 import socket
 import threading
 
-from neti_core.netns import call_in_netns
+from neti_core.firewall.netns_thread import call_in_netns
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,9 @@
 """Network namespaces for tests, benchmarks and the lab: create, wire, run things inside, clean up.
 
-Two ways to act inside a namespace:
-
-* a command: :func:`run` (``ip netns exec NAME ...``) — a separate process, fully inside;
-* a Python callable: :func:`call_in_netns` / :class:`NetnsWorker` run it on a thread that has
-  ``setns()``-ed into the namespace. Sockets, subprocesses and libiptc handles created on that
-  thread belong to the namespace; the rest of the process is unaffected. This is what lets one
-  test process drive firewalls and connections in many namespaces without touching the host's own.
+Two ways to act inside a namespace: a command, with :func:`run` (``ip netns exec NAME ...``), a
+separate process fully inside; or a Python callable on a thread that has ``setns()``-ed into it
+(:func:`call_in_netns`, :class:`NetnsWorker`, re-exported from
+:mod:`neti_core.firewall.netns_thread`, where the firewall's namespaced wrapper needs them).
 
 Namespaces are created with ``ip netns add`` (a bind mount under /run/netns). Interfaces are
 created directly inside their namespaces (``ip -n``), never in the caller's, so nothing appears in
@@ -16,28 +13,27 @@ the host namespace even for a moment and names only need to be unique per namesp
 
 from __future__ import annotations
 
-import ctypes
-import os
 import secrets
 import subprocess
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from neti_core.errors import NetiError
+from neti_core.firewall.netns_thread import (
+    NETNS_DIR,
+    NetnsError,
+    NetnsWorker,
+    call_in_netns,
+    enter,
+    start_in_netns,
+)
 
-NETNS_DIR = Path("/run/netns")
-CLONE_NEWNET = 0x40000000
+__all__ = ["NetnsError", "NetnsWorker", "call_in_netns", "enter", "start_in_netns"]
+
 _TIMEOUT = 30.0
 T = TypeVar("T")
-
-
-class NetnsError(NetiError):
-    """A namespace operation failed (no root, name taken, ip refused)."""
 
 
 def exists(name: str) -> bool:
@@ -71,75 +67,6 @@ def run(name: str, argv: Sequence[str], *, check: bool = True, timeout: float = 
     if check and result.returncode != 0:
         raise NetnsError(f"[{name}] {' '.join(argv)}: {(result.stderr or result.stdout).strip()}")
     return result
-
-
-def enter(name: str) -> None:
-    """Move the *calling thread* into namespace ``name`` (only use on a thread you own)."""
-    fd = os.open(NETNS_DIR / name, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        setns = getattr(os, "setns", None)
-        if setns is not None:
-            setns(fd, CLONE_NEWNET)
-        elif _libc().setns(fd, CLONE_NEWNET) != 0:
-            errno = ctypes.get_errno()
-            raise NetnsError(f"setns({name}): {os.strerror(errno)}")
-    finally:
-        os.close(fd)
-
-
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def call_in_netns(name: str, fn: Callable[..., T], *args: Any, timeout: float | None = None,
-                  **kwargs: Any) -> T:
-    """Run ``fn(*args, **kwargs)`` on a fresh thread inside ``name``; return or raise what it does."""
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            enter(name)
-            outcome["value"] = fn(*args, **kwargs)
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=target, name=f"netns:{name}", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise NetnsError(f"call in {name} still running after {timeout}s")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
-
-
-def start_in_netns(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> threading.Thread:
-    """Start ``fn`` on a daemon thread inside ``name`` (servers, listeners); returns the thread."""
-    def target() -> None:
-        enter(name)
-        fn(*args, **kwargs)
-
-    thread = threading.Thread(target=target, name=f"netns:{name}", daemon=True)
-    thread.start()
-    return thread
-
-
-class NetnsWorker:
-    """One long-lived thread pinned inside a namespace; ``call`` runs callables on it in order.
-
-    Cheaper than a thread per call, and keeps per-thread state (a libiptc handle) in one place.
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"netns:{name}",
-                                        initializer=enter, initargs=(name,))
-
-    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return self._pool.submit(fn, *args, **kwargs).result()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 It speaks the same protocol as the real service for the paths Neti reads: a PUT for a session
 token, then GETs that must carry it (401 without). Run it in a thread, or as
-``python -m neti_core.imds_server --port P --identity '{...}'`` (e.g. inside a lab namespace).
+``python -m neti_core.lab.imds_server --port P --identity '{...}'`` (e.g. inside a lab namespace).
 """
 
 from __future__ import annotations

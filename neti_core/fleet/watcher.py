@@ -33,8 +33,8 @@ from kazoo.protocol.states import EventType, KazooState, WatchedEvent
 from neti_core.aws import Instance
 from neti_core.config import ZkPaths
 from neti_core.fleet.events import FleetBatch
-from neti_core.fleet.model import AUDIT_KEEP, FleetModel, TreeRead, audit_seq
 from neti_core.fleet.state import ZkState
+from neti_core.fleet.tracker import AUDIT_KEEP, FleetModel, TreeRead, audit_seq
 
 log = logging.getLogger(__name__)
 

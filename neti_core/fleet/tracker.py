@@ -46,7 +46,7 @@ from neti_core.fleet.state import (
     build_row,
     summarize,
 )
-from neti_core.model import Member, parse_party_entry
+from neti_core.members import Member, parse_party_entry
 from neti_core.schema import AgentStatus, AuditEntry, FleetDefaults, PhaseRecord, RejectAllOverride
 
 AUDIT_KEEP = 1000
