@@ -125,3 +125,24 @@ def tag_instance(client: Any, instance_id: str, tags: dict[str, str]) -> None:
     """Set tags on an instance (create_tags overwrites existing values)."""
     client.create_tags(Resources=[validate_instance_id(instance_id)],
                        Tags=[{"Key": k, "Value": v} for k, v in sorted(tags.items())])
+
+
+def instance_states(client: Any, page_size: int = 1000) -> dict[str, str]:
+    """Every instance EC2 knows in this account and region, in any state: id -> state name.
+
+    Unfiltered, so an id missing from the result is one EC2 does not know (terminated instances
+    stay listed for about an hour, then vanish). Any API failure raises: a caller deciding what
+    is gone must never act on a partial listing. Malformed ids are left out (nothing can match
+    them).
+    """
+    states: dict[str, str] = {}
+    paginator = client.get_paginator("describe_instances")
+    for page in paginator.paginate(PaginationConfig={"PageSize": page_size}):
+        for reservation in page.get("Reservations", []):
+            for raw in reservation.get("Instances", []):
+                try:
+                    instance_id = validate_instance_id(raw.get("InstanceId", ""))
+                except MalformedEntryError:
+                    continue
+                states[instance_id] = str(raw.get("State", {}).get("Name", "unknown"))
+    return states

@@ -58,6 +58,11 @@ class ZkPaths:
         return f"{self.prefix}/control/phase"
 
     @property
+    def reclaim_gone(self) -> str:
+        """Operator-owned markers: when a reclaim run first saw an instance gone (its ctime)."""
+        return f"{self.prefix}/reclaim/gone"
+
+    @property
     def audit(self) -> str:
         return f"{self.prefix}/audit"
 
@@ -105,6 +110,8 @@ class NetiConfig:
     metrics_port: int = 9137
     ignore_name_patterns: tuple[str, ...] = ("zkneti*",)
     ec2_poll_seconds: float = 60.0
+    reclaim_quarantine: float = 7 * 86400.0  # seconds; neti.yml takes "7d", "36h", "90s"
+    reclaim_auto: bool = False
 
     @property
     def zk_paths(self) -> ZkPaths:
@@ -159,6 +166,8 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "metrics_port": lambda k, v: 0 if v == 0 else check.port(k, v),
     "ignore_name_patterns": check.patterns,
     "ec2_poll_seconds": check.positive_seconds,
+    "reclaim_quarantine": check.duration,
+    "reclaim_auto": check.boolean,
 }
 assert set(_PARSERS) == {f.name for f in fields(NetiConfig)}, "every config field needs a parser"
 

@@ -81,6 +81,23 @@ def positive_seconds(key: str, value: Any) -> float:
     return seconds
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(key: str, value: Any) -> float:
+    """Seconds from ``"7d"``, ``"36h"``, ``"30m"`` or ``"90s"``; a bare number counts days."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value) * 86400
+    elif isinstance(value, str) and (match := _DURATION.fullmatch(value.strip())):
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ConfigError(key, f"must be a duration like 7d, 36h, 30m or 90s, got {value!r}")
+    if seconds < 0:
+        raise ConfigError(key, f"must not be negative, got {value!r}")
+    return seconds
+
+
 def port(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(key, f"must be a port number, got {value!r}")

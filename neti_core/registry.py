@@ -161,7 +161,7 @@ class OverlayRegistry:
             log.warning("id-to-ip/%s holds %r, not an IP: allocating a new one", instance_id, text)
             return self._replace_forward(instance_id, stat.version, f"malformed id-to-ip {text!r}")
         try:
-            owner_data, _ = self.client.get(self._ip_node(ip))
+            owner_data, owner_stat = self.client.get(self._ip_node(ip))
         except NoNodeError:
             try:
                 self.client.create(self._ip_node(ip), instance_id.encode(), makepath=True)
@@ -172,10 +172,24 @@ class OverlayRegistry:
             return Registration(instance_id, ip, newly_allocated=False, repaired=(note,))
         owner = owner_data.decode(errors="replace").strip()
         if owner == instance_id:
-            return Registration(instance_id, ip, newly_allocated=False)
+            return self._reclaim(instance_id, ip, data, stat.version, owner_stat.version)
         log.warning("id-to-ip/%s says %s but ip-to-id/%s belongs to %s: allocating a new IP",
                     instance_id, ip, ip, owner)
         return self._replace_forward(instance_id, stat.version, f"{ip} is owned by {owner}")
+
+    def _reclaim(self, instance_id: str, ip: IPv4Address, data: bytes, id_version: int,
+                 ip_version: int) -> Registration | None:
+        """Take the recorded pair back by rewriting ``id-to-ip/<id>`` unchanged, conditional on both
+        versions. The write is what makes a returning host safe against ``neti registry reclaim``:
+        the reclaim deletes the pair only at the versions it judged, so either this write wins and
+        the reclaim of the pair fails, or the reclaim won and this finds no pair and allocates anew.
+        A host never runs on an address that was handed back."""
+        transaction = self.client.transaction()
+        transaction.set_data(self._id_node(instance_id), data, version=id_version)
+        transaction.check(self._ip_node(ip), version=ip_version)
+        if any(isinstance(r, Exception) for r in transaction.commit()):
+            return self._existing(instance_id)  # the pair moved (reclaimed or repaired): look again
+        return Registration(instance_id, ip, newly_allocated=False)
 
     def _replace_forward(self, instance_id: str, version: int, reason: str) -> Registration | None:
         """Give an instance whose forward entry is unusable a fresh IP, atomically."""
