@@ -1,0 +1,311 @@
+"""Reclaiming overlay addresses of gone instances: moto's EC2 server over HTTP, a real ZooKeeper.
+
+What an operator checks: an address comes back only when its instance is gone (terminated or
+unknown to EC2), not live in Neti, for longer than the quarantine; never on a failed or throttled
+EC2 listing; and hosts registering meanwhile never end up sharing an address.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import IPv4Address, IPv4Network
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from neti_core.aws import instance_states
+from neti_core.cli import main
+from neti_core.config import ZkPaths, parse_config
+from neti_core.errors import ConfigError
+from neti_core.lab.zkserver import free_port
+from neti_core.members import Member, Side, parse_ipv4
+from neti_core.reclaim import apply_plan, plan_reclaim, read_evidence
+from neti_core.registry import OverlayRegistry
+from neti_core.schema import AgentStatus, AuditEntry
+from tests.conftest import connect
+from tests.fixtures.agent import wait_for
+
+SUBNET = IPv4Network("10.77.0.0/24")
+QUARANTINE = 3.0  # seconds: "3s" in neti.yml
+
+
+def _launch(ec2, count: int) -> list[str]:
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    found = ec2.run_instances(ImageId=image, MinCount=count, MaxCount=count,
+                              InstanceType="t3.micro")["Instances"]
+    return [raw["InstanceId"] for raw in found]
+
+
+def _config(tmp_path, zk_server, prefix: str, endpoint: str, **extra) -> str:
+    path = tmp_path / f"neti-{uuid.uuid4().hex[:6]}.yml"
+    path.write_text(yaml.safe_dump({
+        "zk_prefix": prefix, "zk_hosts": {"vpc": [zk_server.hosts]}, "overlay_subnet": str(SUBNET),
+        "ec2_endpoint_url": endpoint, "aws_region": "us-east-1", "aws_key": "testing",
+        "aws_secret_key": "testing", "reclaim_quarantine": f"{QUARANTINE:g}s", **extra}))
+    return str(path)
+
+
+def _announce(client, paths: ZkPaths, overlay: IPv4Address) -> None:
+    member = Member(parse_ipv4("203.0.113.5"), parse_ipv4("10.1.0.5"), overlay, Side.VPC)
+    client.create(f"{paths.ip_map}/{uuid.uuid4().hex}-{member.identifier()}", ephemeral=True,
+                  makepath=True)
+
+
+def _status(client, paths: ZkPaths, instance_id: str, overlay: IPv4Address) -> None:
+    status = AgentStatus(instance_id=instance_id, overlay_ip=str(overlay), side="vpc", version="1.0",
+                         reject_all=False, reject_all_source="config", membership_version=1,
+                         members=1, ruleset_hash="h")
+    client.create(f"{paths.status}/{instance_id}", status.to_json(), ephemeral=True, makepath=True)
+
+
+def _reclaim(capsys, config: str, *flags: str) -> tuple[int, dict | str, str]:
+    try:
+        status = main(["registry", "reclaim", "-c", config, *flags])
+    except SystemExit as exc:
+        status = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return status, (json.loads(out) if "--json" in flags and out else out), err
+
+
+def _pairs(client, paths: ZkPaths) -> dict[str, str]:
+    registry = OverlayRegistry(client, paths, SUBNET)
+    ip_to_id, id_to_ip = registry.read_maps()
+    assert {ip_to_id[ip] for ip in id_to_ip.values()} == set(id_to_ip)  # still consistent
+    return id_to_ip
+
+
+@pytest.fixture
+def lab(request, ec2, zk, zk_paths) -> SimpleNamespace:
+    """The services and the test's ZooKeeper prefix, in one place."""
+    return SimpleNamespace(moto=request.getfixturevalue("moto_server"), ec2=ec2,
+                           zk_server=request.getfixturevalue("zk_server"), zk=zk, paths=zk_paths,
+                           tmp=request.getfixturevalue("tmp_path"))
+
+
+@pytest.fixture
+def fleet(lab):
+    """Six registered instances, one of each kind, and one never-launched id."""
+    ec2, zk, zk_paths = lab.ec2, lab.zk, lab.paths
+    ids = _launch(ec2, 5)
+    kinds = dict(zip(["running", "terminated", "stopped", "terminated-live", "terminated-status"],
+                     ids, strict=True))
+    kinds["unknown"] = "i-0feedface0000000f"  # EC2 never knew it (or forgot it)
+    registry = OverlayRegistry(zk, zk_paths, SUBNET)
+    overlays = {kind: registry.register(i).overlay_ip for kind, i in kinds.items()}
+    ec2.terminate_instances(InstanceIds=[kinds["terminated"], kinds["terminated-live"],
+                                         kinds["terminated-status"]])
+    ec2.stop_instances(InstanceIds=[kinds["stopped"]])
+    _announce(zk, zk_paths, overlays["running"])
+    _status(zk, zk_paths, kinds["running"], overlays["running"])
+    _announce(zk, zk_paths, overlays["terminated-live"])  # its agent still in the party
+    _status(zk, zk_paths, kinds["terminated-status"], overlays["terminated-status"])
+    config = _config(lab.tmp, lab.zk_server, zk_paths.prefix, lab.moto.url)
+    return {"ids": kinds, "overlays": overlays, "config": config}
+
+
+def test_gone_addresses_come_back_only_after_the_quarantine(fleet, zk, zk_paths, capsys):
+    ids, config = fleet["ids"], fleet["config"]
+    gone = {ids["terminated"], ids["unknown"]}
+
+    status, plan, _ = _reclaim(capsys, config, "--json")  # plan: writes nothing
+    assert status == 0
+    assert {r["instance_id"]: r["verdict"] for r in plan["addresses"]} == dict.fromkeys(
+        gone, "starts at next --apply")
+    assert plan["summary"] | {"quarantine_seconds": 0} == {
+        "used": 6, "free": 248, "total": 254, "reclaimable": 0, "quarantined": 0, "newly_gone": 2,
+        "kept": 4, "quarantine_seconds": 0}
+    assert zk.exists(zk_paths.reclaim_gone) is None
+
+    status, first, _ = _reclaim(capsys, config, "--apply", "--json")  # starts the quarantine
+    assert status == 0 and first["result"]["marked"] == 2 and first["result"]["reclaimed"] == 0
+    assert sorted(zk.get_children(zk_paths.reclaim_gone)) == sorted(gone)
+    status, second, _ = _reclaim(capsys, config, "--apply", "--json")
+    assert second["result"]["reclaimed"] == 0 and second["summary"]["quarantined"] == 2
+    assert set(_pairs(zk, zk_paths)) == set(ids.values())
+
+    marked_at = max(zk.exists(f"{zk_paths.reclaim_gone}/{i}").ctime for i in gone) / 1000
+    wait_for(lambda: time.time() > marked_at + QUARANTINE, timeout=30, what="the quarantine")
+    status, third, _ = _reclaim(capsys, config, "--apply", "--json")
+    assert status == 0 and third["result"]["reclaimed"] == 2
+    assert {r["instance_id"]: r["verdict"] for r in third["addresses"]} == dict.fromkeys(gone, "reclaimed")
+    assert third["summary"]["used"] == 4 and third["summary"]["free"] == 250
+    # The running, stopped, party-live and status-live instances keep their addresses.
+    assert set(_pairs(zk, zk_paths)) == set(ids.values()) - gone
+    assert zk.get_children(zk_paths.reclaim_gone) == []
+    entries = [AuditEntry.from_json(zk.get(f"{zk_paths.audit}/{n}")[0])
+               for n in zk.get_children(zk_paths.audit)]
+    assert sorted((e.action, e.target, e.before) for e in entries) == sorted(
+        ("registry.reclaim", i, str(fleet["overlays"][k])) for k, i in ids.items() if i in gone)
+    assert {e.extra["ec2_state"] for e in entries} == {"terminated", "unknown to EC2"}
+
+
+def test_an_instance_that_registers_again_restarts_its_quarantine(fleet, zk, zk_paths, capsys):
+    config, unknown = fleet["config"], fleet["ids"]["unknown"]
+    _reclaim(capsys, config, "--apply")
+    time.sleep(0.05)
+    OverlayRegistry(zk, zk_paths, SUBNET).register(unknown)  # its agent came back, then left again
+    marked_at = zk.exists(f"{zk_paths.reclaim_gone}/{unknown}").ctime / 1000
+    wait_for(lambda: time.time() > marked_at + QUARANTINE, timeout=30, what="the quarantine")
+    _, result, _ = _reclaim(capsys, config, "--apply", "--json")
+    verdicts = {r["instance_id"]: r["verdict"] for r in result["addresses"]}
+    assert verdicts[unknown] == "quarantine started"  # the old marker predates the registration
+    assert verdicts[fleet["ids"]["terminated"]] == "reclaimed"
+    assert unknown in _pairs(zk, zk_paths)
+
+
+def test_the_table_says_what_it_would_do(fleet, capsys):
+    status, out, _ = _reclaim(capsys, fleet["config"])
+    lines = out.strip().splitlines()
+    assert status == 0
+    assert lines[0].split() == ["INSTANCE", "OVERLAY", "EC2", "GONE", "SINCE", "ELIGIBLE", "VERDICT"]
+    assert lines[-1] == (f"overlay {SUBNET}: 6 used, 248 free; 0 reclaimable, 0 in quarantine (3s), "
+                         f"2 newly gone (plan only: --apply releases them)")
+
+
+def test_auto_does_nothing_unless_neti_yml_turns_it_on(fleet, lab, capsys):
+    zk, zk_paths, tmp_path = lab.zk, lab.paths, lab.tmp
+    status, out, _ = _reclaim(capsys, fleet["config"], "--apply", "--auto")
+    assert (status, out) == (0, "automatic reclaim is off (reclaim_auto: false in neti.yml): nothing done\n")
+    assert zk.exists(zk_paths.reclaim_gone) is None
+    on = _config(tmp_path, lab.zk_server, zk_paths.prefix, lab.moto.url, reclaim_auto=True)
+    status, out, _ = _reclaim(capsys, on, "--apply", "--auto", "--metrics-file",
+                              str(tmp_path / "neti.prom"))
+    assert status == 0 and out.count("\n") == 1 and "started 2 quarantines" in out
+    metrics = (tmp_path / "neti.prom").read_text()
+    assert "neti_overlay_addresses_free 248.0" in metrics
+    assert "neti_overlay_addresses_quarantined 2.0" in metrics
+
+
+# --- EC2 failures: nothing is reclaimed ------------------------------------------------------------
+
+class _Throttling(BaseHTTPRequestHandler):
+    """An EC2 endpoint that throttles every call: what AWS answers a fleet-wide burst of listings."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = (b'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error>'
+                b"<Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message>"
+                b"</Error></Errors><RequestID>1</RequestID></Response>")
+        self.send_response(503)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def throttling_endpoint():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Throttling)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("failure", ["throttled", "unreachable"])
+def test_an_ec2_api_failure_reclaims_nothing(fleet, lab, capsys, throttling_endpoint, failure):
+    zk, zk_paths = lab.zk, lab.paths
+    _reclaim(capsys, fleet["config"], "--apply")  # markers exist, the quarantine is running
+    markers = sorted(zk.get_children(zk_paths.reclaim_gone))
+    marked_at = max(zk.exists(f"{zk_paths.reclaim_gone}/{i}").ctime for i in markers) / 1000
+    wait_for(lambda: time.time() > marked_at + QUARANTINE, timeout=30, what="the quarantine")
+    endpoint = throttling_endpoint if failure == "throttled" else f"http://127.0.0.1:{free_port('127.0.0.1')}"
+    broken = _config(lab.tmp, lab.zk_server, zk_paths.prefix, endpoint)
+    status, out, err = _reclaim(capsys, broken, "--apply")
+    assert status == 1 and out == ""
+    assert err.count("\n") == 1 and err.endswith("nothing reclaimed\n")
+    assert ("throttled" in err) == (failure == "throttled")
+    assert set(_pairs(zk, zk_paths)) == set(fleet["ids"].values())
+    assert sorted(zk.get_children(zk_paths.reclaim_gone)) == markers
+
+
+def test_a_live_agent_unknown_to_ec2_means_the_wrong_account_or_region(fleet, zk, zk_paths, capsys):
+    _status(zk, zk_paths, "i-0abad0000000000a1", IPv4Address("10.77.0.250"))
+    status, out, err = _reclaim(capsys, fleet["config"], "--apply")
+    assert status == 1 and out == ""
+    assert err == ("neti: error: EC2 does not list 1 instances whose agents are live (e.g. "
+                   "i-0abad0000000000a1): wrong account, region or endpoint?: nothing reclaimed\n")
+    assert zk.exists(zk_paths.reclaim_gone) is None
+
+
+# --- concurrency ----------------------------------------------------------------------------------
+
+def test_hosts_registering_during_a_reclaim_never_share_an_address(lab, capsys):
+    """40 gone pairs are released while 30 new hosts register and 10 of the gone ones come back,
+    each with its own session, in a /25 where random picks collide often. The plan is judged
+    before the hosts start, so every registration races the releases themselves."""
+    zk, zk_paths, zk_server = lab.zk, lab.paths, lab.zk_server
+    subnet = IPv4Network("10.66.0.0/25")  # 126 addresses: 40 gone + 30 new fit even before a release
+    gone = [f"i-{n:017x}" for n in range(1, 41)]  # unknown to EC2
+    registry = OverlayRegistry(zk, zk_paths, subnet)
+    for instance_id in gone:
+        registry.register(instance_id)
+    config = _config(lab.tmp, zk_server, zk_paths.prefix, lab.moto.url,
+                     overlay_subnet=str(subnet), reclaim_quarantine="0s")
+    _reclaim(capsys, config, "--apply")  # starts (and, at 0 s, ends) every quarantine
+    plan = plan_reclaim(read_evidence(zk, zk_paths, subnet), instance_states(lab.ec2), 0.0, time.time())
+    assert len(plan.reclaim) == len(gone)
+    newcomers = [f"i-{n:017x}" for n in range(100, 130)]
+    returning = gone[::4]
+    hosts = newcomers + returning
+    clients = [connect(zk_server.hosts) for _ in hosts]
+    barrier = threading.Barrier(len(hosts) + 1)
+    got: dict[str, IPv4Address] = {}
+    errors: list[BaseException] = []
+
+    def register(n: int) -> None:
+        try:
+            barrier.wait()
+            got[hosts[n]] = OverlayRegistry(clients[n], zk_paths, subnet).register(hosts[n]).overlay_ip
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=register, args=(n,)) for n in range(len(hosts))]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    result = apply_plan(zk, zk_paths, plan, "tester")
+    for thread in threads:
+        thread.join(timeout=60)
+    for client in clients:
+        client.stop()
+        client.close()
+    assert not errors
+    assert len(set(got.values())) == len(hosts)  # nobody shares an address
+    pairs = _pairs(zk, zk_paths)
+    for instance_id, ip in got.items():  # every host holds the pair it runs on
+        assert pairs[instance_id] == str(ip)
+    assert len(set(pairs.values())) == len(pairs)
+    # A returning host rewrote its pair before the release (the release fails: it keeps its
+    # address) or found it released (it got a new one); every other gone pair was released.
+    kept = {g.pair.instance_id for g in result.lost_race}
+    assert kept <= set(returning)
+    assert {g.pair.instance_id for g in result.reclaimed} == set(gone) - kept
+    assert set(pairs) == set(hosts)
+    print(f"returning hosts: {len(kept)} kept their address, {len(returning) - len(kept)} got a new one")
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("7d", 7 * 86400), ("36h", 36 * 3600), ("30m", 1800), ("90s", 90), ("0s", 0), (2, 2 * 86400),
+    ("1.5d", 1.5 * 86400)])
+def test_the_quarantine_reads_as_a_duration(value, seconds):
+    assert parse_config({"reclaim_quarantine": value}).reclaim_quarantine == seconds
+
+
+@pytest.mark.parametrize("value", ["7", "a week", "-1d", "7w", True, None, "-2"])
+def test_a_quarantine_that_is_not_a_duration_is_one_clear_error(value):
+    with pytest.raises(ConfigError, match="reclaim_quarantine"):
+        parse_config({"reclaim_quarantine": value})
+
+
+def test_the_default_quarantine_is_a_week_and_auto_is_off():
+    config = parse_config({})
+    assert (config.reclaim_quarantine, config.reclaim_auto) == (7 * 86400, False)
