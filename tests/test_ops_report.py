@@ -111,6 +111,7 @@ def test_report_counts_and_joins_the_seeded_fleet(fleet, capsys):
     assert report["summary"]["in_neti"] == 7
     assert report["summary"]["percent"] == 58.3
     assert report["summary"]["unmatched_members"] == 1  # web9's stale entry
+    assert (report["summary"]["overlay_used"], report["summary"]["overlay_free"]) == (9, 245)
     assert sorted(n for n, r in rows.items() if r["in_neti"]) == sorted(IN_NETI)
     assert rows["web10"]["version"] == "0.10.0" and rows["web10"]["version_source"] == "tag"
     assert rows["web5"]["version_source"] == "status" and rows["web5"]["status"] == "ok"
@@ -126,6 +127,7 @@ def test_table_output_ends_with_the_summary_line(fleet, capsys):
     assert status == 0
     assert lines[0].split()[:3] == ["NAME", "INSTANCE", "SIDE"]
     assert [line.split()[0] for line in lines[1:13]] == list(FLEET)
+    assert lines[-2].startswith("overlay IPs: 9 used, 245 free")
     assert lines[-1] == "12 instances, 7 in Neti (58.3%)"
 
 
@@ -150,9 +152,12 @@ def test_overlays_only_and_used_ips(fleet, capsys):
     assert out.split() == [fleet["overlays"][n] for n in IN_NETI]
     _, out, _ = run(capsys, "report", "-c", fleet["config"], "--used-ips")
     # web1-7, web9, web10 hold overlay IPs: 9 of the 254 usable addresses of a /24.
-    assert out.strip() == f"9 / 254 overlay IPs used in {SUBNET} (3.5%)"
+    # Every one of them runs in EC2: none is reclaimable or in quarantine.
+    assert out.strip() == (f"9 / 254 overlay IPs used in {SUBNET} (3.5%), 245 free; "
+                           f"0 reclaimable, 0 in quarantine")
     _, out, _ = run(capsys, "report", "-c", fleet["config"], "--used-ips", "--json")
-    assert json.loads(out) == {"used": 9, "total": 254, "percent": 3.5, "subnet": SUBNET}
+    assert json.loads(out) == {"used": 9, "free": 245, "total": 254, "percent": 3.5, "subnet": SUBNET,
+                               "reclaimable": 0, "quarantined": 0}
 
 
 def test_bad_version_and_unreachable_services_are_one_line(fleet, capsys, tmp_path):

@@ -309,3 +309,25 @@ def test_a_quarantine_that_is_not_a_duration_is_one_clear_error(value):
 def test_the_default_quarantine_is_a_week_and_auto_is_off():
     config = parse_config({})
     assert (config.reclaim_quarantine, config.reclaim_auto) == (7 * 86400, False)
+
+
+def test_report_shows_used_free_and_reclaimable(fleet, lab, capsys):
+    def used_ips(config: str) -> tuple[dict, str]:
+        assert main(["report", "-c", config, "--used-ips", "--json"]) == 0
+        out, err = capsys.readouterr()
+        return json.loads(out), err
+
+    document, _ = used_ips(fleet["config"])
+    assert (document["used"], document["free"], document["reclaimable"], document["quarantined"]) == (
+        6, 248, 0, 2)
+    _reclaim(capsys, fleet["config"], "--apply")
+    marked_at = max(z.ctime for z in (lab.zk.exists(f"{lab.paths.reclaim_gone}/{i}")
+                                      for i in lab.zk.get_children(lab.paths.reclaim_gone))) / 1000
+    wait_for(lambda: time.time() > marked_at + QUARANTINE, timeout=30, what="the quarantine")
+    document, _ = used_ips(fleet["config"])
+    assert (document["reclaimable"], document["quarantined"]) == (2, 0)
+    # Without EC2 the count is unknown, not zero; used and free still show.
+    broken = _config(lab.tmp, lab.zk_server, lab.paths.prefix, f"http://127.0.0.1:{free_port('127.0.0.1')}")
+    document, err = used_ips(broken)
+    assert (document["used"], document["free"], document["reclaimable"]) == (6, 248, None)
+    assert err.startswith("neti: warning: reclaimable count unknown: EC2 API:") and err.count("\n") == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Address, IPv4Network
@@ -30,6 +31,7 @@ from neti_core.ops.common import (
     zk_session,
 )
 from neti_core.ops.output import percent, print_json, table
+from neti_core.reclaim import usage as used_ips
 from neti_core.schema import AgentStatus
 from neti_core.versions import Version, natural_key, parse_version
 
@@ -74,9 +76,15 @@ class Summary:
     percent: float
     listed: int
     unmatched_members: int
+    overlay_used: int = 0
+    overlay_free: int = 0
 
     def line(self) -> str:
         return f"{self.instances} instances, {self.in_neti} in Neti ({self.percent:g}%)"
+
+    def overlay_line(self) -> str:
+        return (f"overlay IPs: {self.overlay_used} used, {self.overlay_free} free "
+                f"(neti report --used-ips: how many are reclaimable)")
 
 
 
@@ -147,22 +155,12 @@ def select(rows: Sequence[ReportRow], *, in_neti: bool | None = None,
     return chosen
 
 
-def summarize(rows: Sequence[ReportRow], listed: int, unmatched_members: int) -> Summary:
+def summarize(rows: Sequence[ReportRow], listed: int, unmatched_members: int,
+              overlay: tuple[int, int] = (0, 0)) -> Summary:
+    """``overlay``: (used, usable) addresses of the overlay subnet."""
     members = sum(1 for r in rows if r.in_neti)
-    return Summary(len(rows), members, percent(members, len(rows)), listed, unmatched_members)
-
-
-def used_ips(ip_to_id: Iterable[str], subnet: IPv4Network) -> tuple[int, int]:
-    """(overlay IPs taken in ``subnet``, usable host addresses of ``subnet``)."""
-    used = set()
-    for name in ip_to_id:
-        try:
-            ip = parse_ipv4(name)
-        except MalformedEntryError:
-            continue
-        if ip in subnet and ip not in (subnet.network_address, subnet.broadcast_address):
-            used.add(ip)
-    return len(used), max(subnet.num_addresses - 2, 0)
+    return Summary(len(rows), members, percent(members, len(rows)), listed, unmatched_members,
+                   overlay[0], overlay[1] - overlay[0])
 
 
 # --- I/O ------------------------------------------------------------------------------------------
@@ -244,31 +242,59 @@ def add_parser(subparsers: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_config_or_exit(PROG, args.config)
     if args.used_ips:
-        with zk_session(config, args) as client:
-            ip_to_id, _ = _read_maps(client, config)
-        used, total = used_ips(ip_to_id, config.overlay_subnet)
-        if args.json:
-            print_json({"used": used, "total": total, "percent": percent(used, total),
-                        "subnet": str(config.overlay_subnet)})
-        else:
-            print(f"{used} / {total} overlay IPs used in {config.overlay_subnet} "
-                  f"({percent(used, total):g}%)")
-        return 0
+        return _print_usage(args, config)
     instances, malformed = _running(config)
     with zk_session(config, args) as client:
         view = read_view(client, config.zk_paths, config.overlay_subnet)
     rows, unmatched = join(instances, view)
     chosen = select(rows, in_neti=args.in_neti, below=args.below_version)
-    summary = summarize(rows, len(chosen), unmatched)
+    summary = summarize(rows, len(chosen), unmatched, used_ips(view.ip_to_id, config.overlay_subnet))
     problems = [*malformed, *view.problems]
     _print(args, chosen, summary, problems)
     return 0
 
 
-def _read_maps(client: KazooClient, config: NetiConfig) -> tuple[dict[str, str], dict[str, str]]:
-    from neti_core.registry import OverlayRegistry
+def _print_usage(args: argparse.Namespace, config: NetiConfig) -> int:
+    """Used and free addresses (ZooKeeper), and how many ``neti registry reclaim`` would give back,
+    which needs EC2 too: when EC2 cannot be asked, that count is unknown, not zero."""
+    from neti_core.reclaim import PartialInformationError, plan_reclaim, read_evidence
 
-    return OverlayRegistry(client, config.zk_paths, config.overlay_subnet).read_maps()
+    states, unknown_why = _instance_states(config)
+    with zk_session(config, args) as client:
+        evidence = read_evidence(client, config.zk_paths, config.overlay_subnet)
+    used, total = evidence.used, evidence.total
+    document: dict[str, object] = {"used": used, "free": total - used, "total": total,
+                                   "percent": percent(used, total), "subnet": str(config.overlay_subnet),
+                                   "reclaimable": None, "quarantined": None}
+    if states is not None:
+        try:
+            plan = plan_reclaim(evidence, states, config.reclaim_quarantine, time.time())
+        except PartialInformationError as exc:
+            unknown_why = str(exc)
+        else:
+            document["reclaimable"] = len(plan.reclaim)
+            document["quarantined"] = len(plan.quarantined) + len(plan.unmarked)
+    if args.json:
+        print_json(document)
+    else:
+        gone = (f"reclaimable unknown ({unknown_why})" if document["reclaimable"] is None else
+                f"{document['reclaimable']} reclaimable, {document['quarantined']} in quarantine")
+        print(f"{used} / {total} overlay IPs used in {config.overlay_subnet} "
+              f"({percent(used, total):g}%), {total - used} free; {gone}")
+    if unknown_why:
+        print(f"{PROG}: warning: reclaimable count unknown: {unknown_why}", file=sys.stderr)
+    return 0
+
+
+def _instance_states(config: NetiConfig) -> tuple[dict[str, str] | None, str | None]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from neti_core.aws import instance_states
+
+    try:
+        return instance_states(ec2_client_or_exit(config)), None
+    except (ClientError, BotoCoreError) as exc:
+        return None, f"EC2 API: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
 
 
 def _running(config: NetiConfig) -> tuple[list[Instance], list[str]]:
@@ -308,6 +334,7 @@ def _print(args: argparse.Namespace, rows: list[ReportRow], summary: Summary,
         print(f"live party entries matching no listed instance: {summary.unmatched_members}")
     if summary.listed != summary.instances:
         print(f"{summary.listed} listed")
+    print(summary.overlay_line())
     print(summary.line())
     for problem in problems:
         print(f"{PROG}: warning: {problem}", file=sys.stderr)
