@@ -8,15 +8,20 @@ EC2 listing; and hosts registering meanwhile never end up sharing an address.
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
+from prometheus_client.exposition import generate_latest
 
 from neti_core.aws import instance_states
 from neti_core.cli import main
@@ -24,7 +29,8 @@ from neti_core.config import ZkPaths, parse_config
 from neti_core.errors import ConfigError
 from neti_core.lab.zkserver import free_port
 from neti_core.members import Member, Side, parse_ipv4
-from neti_core.reclaim import apply_plan, plan_reclaim, read_evidence
+from neti_core.ops.reclaimcmd import metrics_registry
+from neti_core.reclaim import ReclaimPlan, apply_plan, plan_reclaim, read_evidence
 from neti_core.registry import OverlayRegistry
 from neti_core.schema import AgentStatus, AuditEntry
 from tests.conftest import connect
@@ -331,3 +337,23 @@ def test_report_shows_used_free_and_reclaimable(fleet, lab, capsys):
     document, err = used_ips(broken)
     assert (document["used"], document["free"], document["reclaimable"]) == (6, 248, None)
     assert err.startswith("neti: warning: reclaimable count unknown: EC2 API:") and err.count("\n") == 1
+
+
+# --- alerting -------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_overlay_alert_rules_pass_their_promtool_tests_and_use_the_written_metrics():
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not installed (scripts/install-deps installs prometheus)"
+    tested = subprocess.run([promtool, "test", "rules", "tests/prometheus/neti-overlay-alerts-test.yml"],
+                            cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    rules = yaml.safe_load((REPO / "conf/prometheus/neti-alerts.yml").read_text())
+    group = next(g for g in rules["groups"] if g["name"] == "neti-overlay")
+    used = {name for rule in group["rules"] for name in re.findall(r"neti_[a-z_]+", rule["expr"])}
+    plan = ReclaimPlan((), (), (), (), kept=0, used=0, total=254, quarantine=0.0)
+    written = {line.split()[2] for line in generate_latest(metrics_registry(plan, None)).decode()
+               .splitlines() if line.startswith("# TYPE")}
+    assert used and used <= written

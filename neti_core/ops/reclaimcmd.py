@@ -35,6 +35,7 @@ from neti_core.reclaim import (
 
 if TYPE_CHECKING:
     from kazoo.client import KazooClient
+    from prometheus_client import CollectorRegistry
 
     from neti_core.config import NetiConfig
 
@@ -177,9 +178,9 @@ class _Figure:
     value: float
 
 
-def write_metrics(path: str, plan: ReclaimPlan, result: ApplyResult | None) -> None:
-    """Atomically (prometheus-client writes a temporary file and renames it)."""
-    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+def metrics_registry(plan: ReclaimPlan, result: ApplyResult | None) -> CollectorRegistry:
+    """The figures of one run as gauges (the alert rules in conf/prometheus use these names)."""
+    from prometheus_client import CollectorRegistry, Gauge
 
     used, free, reclaimable = figures(plan, result)
     values = [
@@ -195,11 +196,18 @@ def write_metrics(path: str, plan: ReclaimPlan, result: ApplyResult | None) -> N
     ]
     if result is not None:
         values.append(_Figure("neti_reclaim_last_reclaimed", "Addresses released by the last run",
-                               len(result.reclaimed)))
+                              len(result.reclaimed)))
     registry = CollectorRegistry()
     for figure in values:
         Gauge(figure.name, figure.help, registry=registry).set(figure.value)
+    return registry
+
+
+def write_metrics(path: str, plan: ReclaimPlan, result: ApplyResult | None) -> None:
+    """For node_exporter's textfile collector, atomically (a temporary file renamed in place)."""
+    from prometheus_client import write_to_textfile
+
     try:
-        write_to_textfile(path, registry)
+        write_to_textfile(path, metrics_registry(plan, result))
     except OSError as exc:
         fail(PROG, f"cannot write {path}: {exc.strerror or exc}", status=EXIT_FAILURE)
