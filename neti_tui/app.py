@@ -80,7 +80,7 @@ class NetiConsoleApp(App[None]):
         self.control: FleetControl | None = FleetControl(self.client, paths, self.operator,
                                                          readonly=readonly, clock=clock)
         self.live = LiveFleet(self.client, paths, coalesce=coalesce, ec2_configured=ec2, clock=clock,
-                              zk_hosts=hosts)
+                              zk_hosts=hosts, overlay_subnet=config.overlay_subnet)
         self.poller: Ec2Poller | None = None
         if ec2 and poll_ec2:
             self.poller = Ec2Poller(ec2_client_factory or default_ec2_factory(config),

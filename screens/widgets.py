@@ -6,6 +6,7 @@ from __future__ import annotations
 from textual.widgets import Static
 
 from neti_core.fleet import FleetSnapshot, ZkState
+from neti_core.fleet.overlay import OverlayUsage
 from screens.cells import age
 
 
@@ -24,14 +25,28 @@ class HeaderBar(Static):
         lag = f"[yellow]{s.lagging} lagging[/]" if s.lagging else "0 lagging"
         maxchange = "-" if snapshot.maxchange is None else str(snapshot.maxchange)
         who = f"operator [b]{operator}[/] {mode}"
+        overlay = overlay_figure(snapshot.overlay)
         if s.recording:  # the lab without root: say plainly that no firewall is being changed
             extra += f" · [b yellow]{s.recording} agents only record rules (no kernel)[/]"
-        text = (f"[b]neti[/] · phase [b]{phase}[/] · {who} · maxchange {maxchange}\n"
+        text = (f"[b]neti[/] · phase [b]{phase}[/] · {who} · maxchange {maxchange} · {overlay}\n"
                 f"{registered} · {neti} · reject_all on [b]{s.reject_on:,}[/] · {errors} · {lag}"
                 f" · guard {s.guard} · no agent {s.no_agent}{extra}")
         if text != self._shown:
             self._shown = text
             self.update(text, layout=False)  # two lines, always: no layout pass for the whole screen
+
+
+def overlay_figure(usage: OverlayUsage) -> str:
+    """``overlay 55 used · 65,479 free · 10 idle``; free turns red below 10 % (the alert's threshold).
+    Idle: held by instances neither running nor live in Neti (``neti registry reclaim`` judges them)."""
+    text = f"overlay [b]{usage.used:,}[/] used"
+    free = usage.free
+    if free is not None and usage.total:
+        colour = "b red" if free < usage.total * 0.10 else "b"
+        text += f" · [{colour}]{free:,}[/] free"
+    if usage.idle:
+        text += f" · [yellow]{usage.idle:,} idle[/]"
+    return text
 
 
 class ConnectionBanner(Static):

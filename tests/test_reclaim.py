@@ -357,3 +357,30 @@ def test_the_overlay_alert_rules_pass_their_promtool_tests_and_use_the_written_m
     written = {line.split()[2] for line in generate_latest(metrics_registry(plan, None)).decode()
                .splitlines() if line.startswith("# TYPE")}
     assert used and used <= written
+
+
+# --- the console's figure -------------------------------------------------------------------------
+
+def test_the_console_model_counts_used_free_and_idle_addresses():
+    """Three addresses: one announced in the party, one whose instance runs, one of a gone host."""
+    from neti_core.aws import Instance
+    from neti_core.fleet import FleetModel, TreeRead
+    from screens.widgets import overlay_figure
+
+    model = FleetModel(ec2_configured=True, overlay_subnet=IPv4Network("10.5.0.0/29"))  # 6 usable
+    live, running, gone = "i-0000000000000000a", "i-0000000000000000b", "i-0000000000000000c"
+    party = [f"{1:032x}-54.0.0.2|10.1.0.2|10.5.0.1|0"]
+    owners = {"10.5.0.1": live.encode(), "10.5.0.2": running.encode(), "10.5.0.3": gone.encode()}
+    model.reset(TreeRead(party=party, cversion=1, ip_to_id=owners, id_to_ip=[live, running, gone]), 0.1)
+    usage = model.flush().snapshot.overlay
+    assert (usage.used, usage.free, usage.idle) == (3, 3, None)  # idle needs the EC2 inventory
+    model.set_instances([Instance(running, "app-2", Side.EC2, parse_ipv4("10.1.0.3"), None, "running", {})],
+                        [], 1.0)
+    usage = model.flush().snapshot.overlay
+    assert (usage.used, usage.free, usage.idle) == (3, 3, 1)
+    assert overlay_figure(usage) == "overlay [b]3[/] used · [b]3[/] free · [yellow]1 idle[/]"
+    model.set_ip_to_id("10.5.0.4", b"i-0000000000000000d")
+    model.set_ip_to_id("10.5.0.5", b"i-0000000000000000e")
+    model.set_ip_to_id("10.5.0.6", b"i-0000000000000000f")
+    usage = model.flush().snapshot.overlay
+    assert overlay_figure(usage) == "overlay [b]6[/] used · [b red]0[/] free · [yellow]4 idle[/]"

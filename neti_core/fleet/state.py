@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from neti_core.aws import Instance
+from neti_core.fleet.overlay import OverlayUsage
 from neti_core.members import Member
 from neti_core.schema import (
     AgentStatus,
@@ -288,6 +289,7 @@ class FleetSnapshot:
     zk: ZkHealth
     ec2: Ec2Health
     problems: tuple[str, ...] = ()
+    overlay: OverlayUsage = field(default_factory=OverlayUsage)
 
     @property
     def unregistered(self) -> list[HostRow]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Network
 from types import MappingProxyType
 from typing import Any
 
@@ -33,6 +34,7 @@ from neti_core.fleet.events import (
     StatusesChanged,
     ZkHealthChanged,
 )
+from neti_core.fleet.overlay import OverlayUsage, overlay_usage, usable_addresses
 from neti_core.fleet.state import (
     OVERLAY_KEY_PREFIX,
     AuditRecord,
@@ -84,8 +86,10 @@ class FleetModel:
     """The live model behind the console. Not thread-safe: one thread feeds it."""
 
     def __init__(self, *, audit_keep: int = AUDIT_KEEP, ec2_configured: bool = True,
-                 zk_hosts: str = "") -> None:
+                 zk_hosts: str = "", overlay_subnet: IPv4Network | None = None) -> None:
         self.audit_keep = audit_keep
+        self._overlay_total = usable_addresses(overlay_subnet)
+        self._overlay = OverlayUsage(total=self._overlay_total)
         self._party: dict[str, Member] = {}
         self._party_bad: dict[str, str] = {}
         self._cversion: int | None = None
@@ -302,6 +306,10 @@ class FleetModel:
                 changed.add(key)
         if changed or removed or self._snapshot is None:
             self._summary = summarize(self._rows.values(), self._instances is not None)
+        if self._all_dirty or self._touched or changed or removed:
+            self._overlay = overlay_usage(
+                self._ip_to_id, {str(m.overlay) for m in self._party.values()}, self._statuses,
+                None if self._instances is None else self._instances, self._overlay_total)
         if self._status_updated or self._status_removed:
             self._events.append(StatusesChanged(frozenset(self._status_updated),
                                                 frozenset(self._status_removed)))
@@ -314,7 +322,7 @@ class FleetModel:
             seq=self._seq, rows=MappingProxyType(dict(self._rows)), summary=self._summary,
             cversion=self._cversion, defaults=self._defaults, phase=self._phase,
             maxchange=self._maxchange, audit=tuple(self._audit), audit_total=self._audit_total,
-            zk=self._zk, ec2=self._ec2, problems=self.problems,
+            zk=self._zk, ec2=self._ec2, problems=self.problems, overlay=self._overlay,
         )
         batch = FleetBatch(self._seq, tuple(self._events), frozenset(changed), frozenset(removed),
                            self._snapshot)

@@ -23,6 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
+from ipaddress import IPv4Network
 from typing import Any
 
 from kazoo.client import KazooClient
@@ -54,13 +55,13 @@ class LiveFleet:
     def __init__(self, client: KazooClient, paths: ZkPaths, *,
                  coalesce: float = DEFAULT_COALESCE_SECONDS, audit_keep: int = AUDIT_KEEP,
                  ec2_configured: bool = True, clock: Callable[[], float] = time.time,
-                 zk_hosts: str = "") -> None:
+                 zk_hosts: str = "", overlay_subnet: IPv4Network | None = None) -> None:
         self.client = client
         self.paths = paths
         self.coalesce = coalesce
         self.clock = clock
         self.model = FleetModel(audit_keep=audit_keep, ec2_configured=ec2_configured,
-                                zk_hosts=zk_hosts)
+                                zk_hosts=zk_hosts, overlay_subnet=overlay_subnet)
         self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._generation = 0
         self._need_load = True
