@@ -42,6 +42,7 @@ NETNS_PREFIX = "nlab"
 LAUNCH_WORKERS = 4
 LAB_AWS_RANGES = ("3.80.0.0/12", "18.204.0.0/14", "34.192.0.0/12", "54.208.0.0/13", "54.214.0.0/16")
 ZK_PREFIX = "/neti"
+LAB_RECLAIM_QUARANTINE = "10s"  # the console.yml of the lab (operators); a real fleet: days
 AGENT_SETTINGS: dict[str, Any] = {
     "zk_prefix": ZK_PREFIX,
     "overlay_subnet": "192.168.0.0/16",
@@ -148,7 +149,10 @@ class Lab:
         config = {"zk_prefix": ZK_PREFIX, "zk_hosts": {"ec2": [self.zk.hosts], "vpc": [self.zk.hosts]},
                   "ec2_endpoint_url": self.moto.url, "aws_region": "us-east-1", "aws_key": "testing",
                   "aws_secret_key": "testing", "ec2_poll_seconds": 10, "metrics_port": 0,
-                  "overlay_subnet": AGENT_SETTINGS["overlay_subnet"]}
+                  "overlay_subnet": AGENT_SETTINGS["overlay_subnet"],
+                  # Seconds, not days, so `neti lab churn` then `neti registry reclaim --apply`
+                  # twice shows the whole cycle in the lab.
+                  "reclaim_quarantine": LAB_RECLAIM_QUARANTINE}
         (self.dir / "console.yml").write_text(yaml.safe_dump(config, sort_keys=True))
         self.save(console_config=str(self.dir / "console.yml"))
 
