@@ -384,3 +384,24 @@ def test_the_console_model_counts_used_free_and_idle_addresses():
     model.set_ip_to_id("10.5.0.6", b"i-0000000000000000f")
     usage = model.flush().snapshot.overlay
     assert overlay_figure(usage) == "overlay [b]6[/] used · [b red]0[/] free · [yellow]4 idle[/]"
+
+
+def test_an_instance_seen_alive_again_loses_its_marker(fleet, lab, capsys):
+    unknown = fleet["ids"]["unknown"]
+    _reclaim(capsys, fleet["config"], "--apply")
+    assert unknown in lab.zk.get_children(lab.paths.reclaim_gone)
+    _announce(lab.zk, lab.paths, fleet["overlays"]["unknown"])  # its agent is back in the party
+    status, result, _ = _reclaim(capsys, fleet["config"], "--apply", "--json")
+    assert status == 0 and result["result"]["cleared"] == 1
+    assert lab.zk.get_children(lab.paths.reclaim_gone) == [fleet["ids"]["terminated"]]
+
+
+def test_apply_without_operator_credentials_is_one_line(fleet, lab, capsys):
+    from kazoo.security import make_acl, make_digest_acl
+
+    operator_only = [make_digest_acl("operator", "secret", all=True), make_acl("world", "anyone", read=True)]
+    lab.zk.create(f"{lab.paths.prefix}/reclaim", acl=operator_only)
+    status, out, err = _reclaim(capsys, fleet["config"], "--apply")
+    assert (status, out) == (1, "")
+    assert err == "neti: error: ZooKeeper refused the write: reclaim needs the operator's credentials\n"
+    assert set(_pairs(lab.zk, lab.paths)) == set(fleet["ids"].values())

@@ -68,6 +68,23 @@ def plan_or_exit(client: KazooClient, config: NetiConfig, ec2_states: dict[str, 
         fail(PROG, f"{exc}: {NOTHING}", status=EXIT_FAILURE)
 
 
+def apply_or_exit(client: KazooClient, config: NetiConfig, plan: ReclaimPlan) -> ApplyResult:
+    """Apply as the operator at the keyboard; a refused write (no operator credentials) is one
+    line. Every release is its own transaction, so one that went through before stays whole."""
+    from kazoo.exceptions import KazooException, NoAuthError
+
+    from neti_core.operator_actions import default_operator
+
+    try:
+        return apply_plan(client, config.zk_paths, plan, default_operator())
+    except NoAuthError:
+        fail(PROG, "ZooKeeper refused the write: reclaim needs the operator's credentials",
+             status=EXIT_FAILURE)
+    except KazooException as exc:
+        fail(PROG, f"ZooKeeper failed during the apply ({type(exc).__name__}); pairs released "
+                   f"so far are in audit/, run again to finish", status=EXIT_FAILURE)
+
+
 def run_reclaim(args: argparse.Namespace) -> int:
     config = load_config_or_exit(PROG, args.config)
     if args.auto and not args.apply:
@@ -78,11 +95,7 @@ def run_reclaim(args: argparse.Namespace) -> int:
     ec2_states = ec2_states_or_exit(config)
     with zk_session(config, args, read_only=not args.apply) as client:
         plan = plan_or_exit(client, config, ec2_states)
-        result = None
-        if args.apply:
-            from neti_core.operator_actions import default_operator
-
-            result = apply_plan(client, config.zk_paths, plan, default_operator())
+        result = apply_or_exit(client, config, plan) if args.apply else None
     if args.metrics_file:
         write_metrics(args.metrics_file, plan, result)
     if args.json:
