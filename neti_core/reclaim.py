@@ -143,11 +143,19 @@ def _check_complete(evidence: Evidence, ec2_states: Mapping[str, str]) -> None:
             f"are live is not known")
     # A live agent is an instance EC2 must know; if it does not, the listing is not this fleet's
     # (another account, region or endpoint) and "unknown to EC2" proves nothing.
-    strangers = sorted(i for i in evidence.status_ids if i not in ec2_states)
+    strangers = sorted(i for i in evidence.status_ids if i not in ec2_states and _is_instance_id(i))
     if strangers:
         raise PartialInformationError(
             f"EC2 does not list {len(strangers)} instances whose agents are live (e.g. "
             f"{strangers[0]}): wrong account, region or endpoint?")
+
+
+def _is_instance_id(text: str) -> bool:
+    try:
+        validate_instance_id(text)
+    except MalformedEntryError:
+        return False
+    return True
 
 
 def usage(ip_to_id: Iterable[str], subnet: IPv4Network) -> tuple[int, int]:

@@ -21,6 +21,8 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.exposition import generate_latest
 
 from neti_core.aws import instance_states
@@ -30,7 +32,15 @@ from neti_core.errors import ConfigError
 from neti_core.lab.zkserver import free_port
 from neti_core.members import Member, Side, parse_ipv4
 from neti_core.ops.reclaimcmd import metrics_registry
-from neti_core.reclaim import ReclaimPlan, apply_plan, plan_reclaim, read_evidence
+from neti_core.reclaim import (
+    Evidence,
+    Marker,
+    Pair,
+    ReclaimPlan,
+    apply_plan,
+    plan_reclaim,
+    read_evidence,
+)
 from neti_core.registry import OverlayRegistry
 from neti_core.schema import AgentStatus, AuditEntry
 from tests.conftest import connect
@@ -405,3 +415,38 @@ def test_apply_without_operator_credentials_is_one_line(fleet, lab, capsys):
     assert (status, out) == (1, "")
     assert err == "neti: error: ZooKeeper refused the write: reclaim needs the operator's credentials\n"
     assert set(_pairs(lab.zk, lab.paths)) == set(fleet["ids"].values())
+
+
+# --- the decision alone (pure) --------------------------------------------------------------------
+
+_STATES = st.sampled_from([None, "pending", "running", "stopping", "stopped", "shutting-down", "terminated"])
+
+
+@given(st.lists(st.tuples(_STATES, st.booleans(), st.booleans(), st.one_of(st.none(), st.floats(0, 100)),
+                          st.floats(0, 100)), min_size=1, max_size=20),
+       st.floats(0, 50), st.floats(0, 200))
+def test_only_a_gone_unlive_pair_past_its_quarantine_is_ever_reclaimed(pairs, quarantine, now):
+    """Whatever the mix: a pair is reclaimed only if EC2 says terminated or does not know it, no
+    party entry or status is live, and its marker is newer than its last claim and older than the
+    quarantine. Every pair lands in exactly one bucket."""
+    built, markers, states, live, statuses = [], {}, {}, set(), set()
+    for n, (state, in_party, has_status, marked_at, claimed_at) in enumerate(pairs):
+        pair = Pair(f"i-{n + 1:017x}", IPv4Address(f"10.9.0.{n + 1}"), 0, 0, claimed_at)
+        built.append(pair)
+        if state is not None:
+            states[pair.instance_id] = state
+        if in_party:
+            live.add(pair.overlay_ip)
+        if has_status and state is not None:  # a live agent EC2 does not know refuses the run
+            statuses.add(pair.instance_id)
+        if marked_at is not None:
+            markers[pair.instance_id] = Marker(pair.instance_id, 0, marked_at)
+    evidence = Evidence(tuple(built), markers, frozenset(live), frozenset(statuses), len(built), 254)
+    plan = plan_reclaim(evidence, states, quarantine, now)
+    assert plan.kept + len(plan.reclaim) + len(plan.quarantined) + len(plan.unmarked) == len(built)
+    for gone in plan.reclaim:
+        pair, marker = gone.pair, gone.marker
+        assert states.get(pair.instance_id) in (None, "terminated")
+        assert pair.overlay_ip not in live and pair.instance_id not in statuses
+        assert marker is not None and pair.claimed_at <= marker.since and marker.since + quarantine <= now
+    assert {m.instance_id for m in plan.clear}.isdisjoint(g.pair.instance_id for g in plan.reclaim)
