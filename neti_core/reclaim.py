@@ -14,7 +14,8 @@ only when every source agrees its instance is gone, for longer than a quarantine
 
 Why a marker: EC2 forgets a terminated instance about an hour after it ends, long before a
 quarantine of days has passed, and an instance it never knew has no time at all. ZooKeeper stamps
-the marker's ctime on the server, so the clock survives restarts and the operator's own clock.
+the marker's ctime on the server, so the clock survives restarts; it is compared with the
+operator's clock, whose skew is seconds against a quarantine of days.
 
 Each pair is released in one transaction: both map entries deleted at the versions that were
 judged, the marker deleted, and the audit record created. A host that re-registers at that moment
