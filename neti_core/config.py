@@ -135,8 +135,8 @@ class NetiConfig:
 
 
 _PARSERS: dict[str, Callable[[str, Any], Any]] = {
-    "aws_key": check.optional_string,
-    "aws_secret_key": check.optional_string,
+    "aws_key": check.unset_if_empty,
+    "aws_secret_key": check.unset_if_empty,
     "log_file": check.optional_path,
     "table_files_path": check.path,
     "open_ports": check.open_ports,

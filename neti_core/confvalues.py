@@ -60,6 +60,14 @@ def optional_string(key: str, value: Any) -> str | None:
     return None if value is None else string(key, value)
 
 
+def unset_if_empty(key: str, value: Any) -> str | None:
+    """A credential: the original cookbook writes ``aws_key: ""`` on hosts with an instance role,
+    meaning "not set: use the default credential chain", so empty (or blank) is unset here too."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    return optional_string(key, value)
+
+
 def boolean(key: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(key, f"must be true or false, got {value!r}")

@@ -23,10 +23,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    config = load_config_or_exit(PROG, args.config)
-    from textual.logging import TextualHandler
+    try:
+        from textual.logging import TextualHandler
 
-    from neti_tui.app import NetiConsoleApp
+        from neti_tui.app import NetiConsoleApp
+    except ModuleNotFoundError as exc:  # an agent-only install (pip install neti): say what to add
+        if exc.name is None or exc.name.split(".")[0] != "textual":
+            raise
+        fail(PROG, "the console needs Textual: pip install 'neti[console]'")
+    config = load_config_or_exit(PROG, args.config)
 
     try:
         app = NetiConsoleApp(config, readonly=args.readonly, operator=args.operator)

@@ -235,6 +235,20 @@ def test_once_syncs_one_time_and_exits(agent_fleet):
     assert agent_fleet.status(a) is None  # the status was ephemeral: gone with the process
 
 
+def test_an_original_neti_yml_with_empty_aws_keys_registers_the_agent(agent_fleet):
+    """The seed's cookbook writes ``aws_key: ""`` on hosts with an instance role: the agent starts."""
+    original = {"aws_key": "", "aws_secret_key": "", "reject_all": False, "zk_update_interval_path": "interval",
+                "zk_max_change_threshold_path": "maxchange", "zk_iptoid_node": "ip-to-id",
+                "zk_idtoip_node": "id-to-ip", "zk_ip_map_node": "ip-map"}
+    a = agent_fleet.add(Side.EC2, start=False, **original)
+    assert 'aws_key: \'\'' in a.host.config_path.read_text()
+    result = a.host.run_agent("--once")
+    assert result.returncode == 0, result.stderr
+    overlay = agent_fleet.zk.get(f"{agent_fleet.paths.id_to_ip}/{a.instance_id}")[0].decode()
+    assert agent_fleet.zk.get(f"{agent_fleet.paths.ip_to_id}/{overlay}")[0].decode() == a.instance_id
+    assert "applied 1 members" in result.stdout
+
+
 def test_a_failed_apply_is_reported_changes_nothing_and_is_retried(agent_fleet):
     a = agent_fleet.add(Side.EC2, start=False)
     # Someone else's set squats on Neti's set name with another type: the swap must fail.

@@ -60,6 +60,16 @@ def test_aws_keys_are_optional_and_defaults_are_sane():
     assert config.ipset_name == "ec2_whitelist"
 
 
+def test_empty_aws_keys_of_the_original_cookbook_mean_unset(tmp_path):
+    """Hosts with an instance role: ``aws_key: ""`` is "use the default credential chain"."""
+    path = tmp_path / "neti.yml"
+    path.write_text(yaml.safe_dump(ORIGINAL | {"aws_key": "", "aws_secret_key": ""}))
+    config = load_config(path)
+    assert config.aws_key is None and config.aws_secret_key is None
+    with pytest.raises(ConfigError, match="aws_secret_key: aws_key and aws_secret_key must be given together"):
+        parse_config(ORIGINAL | {"aws_secret_key": ""})
+
+
 def test_absolute_node_paths_are_kept():
     config = parse_config({"zk_prefix": "/x", "zk_update_interval_path": "/elsewhere/interval"})
     assert config.zk_paths.interval == "/elsewhere/interval"

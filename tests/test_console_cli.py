@@ -36,3 +36,21 @@ def test_the_console_needs_zookeeper_hosts(tmp_path, capsys):
 def test_the_arguments_of_the_issue():
     args = build_parser().parse_args(["-c", "x.yml", "--readonly", "--operator", "carol"])
     assert (args.config, args.readonly, args.operator) == ("x.yml", True, "carol")
+
+
+def test_without_textual_the_console_names_the_extra_and_exits_2(tmp_path):
+    """An agent-only install (``pip install neti``) has no Textual: one line, not a traceback."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Absent:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'textual' or name.startswith('textual.'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, _Absent())\n")
+    config = tmp_path / "neti.yml"
+    config.write_text("zk_hosts: {ec2: ['127.0.0.1:2181'], vpc: ['127.0.0.1:2181']}\n")
+    result = subprocess.run([sys.executable, "-m", "neti_tui.cli", "-c", str(config)], cwd=REPO,
+                            capture_output=True, text=True, timeout=60,
+                            env={"PYTHONPATH": f"{tmp_path}:{REPO}", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2
+    assert result.stderr == "neti-console: error: the console needs Textual: pip install 'neti[console]'\n"
