@@ -212,6 +212,7 @@ class Agent:
         self._converge(desired, plan, reject_all=reject_all, source=source, now=now, full_check=full_check)
         if self.applied.error is None:  # a failed apply leaves the previous membership applied
             self.applied.membership_version = cversion
+            self.metrics.membership_version.set(cversion)
             self.metrics.last_sync.set(time.time())
         self.applied.malformed = len(party.malformed)
         self.applied.problems = controls.problems
@@ -277,6 +278,7 @@ class Agent:
         self.applied.members = len(plan.members)
         self.applied.plan = plan
         self.metrics.members.set(len(plan.members))
+        self.metrics.guard_blocked.set(plan.blocked_removals if plan.guard_tripped else 0)
         if plan.guard_tripped:
             if self.applied.guard is None:
                 self.metrics.guard_trips.inc()

@@ -38,6 +38,12 @@ class AgentMetrics:
                                registry=r)
         self.rollbacks = Counter("neti_reject_all_rollbacks", "reject_all rolled back by the dead-man",
                                  registry=r)
+        self.membership_version = Gauge(
+            "neti_membership_version_applied", "ip-map children version of the membership in the rules "
+            "(an agent behind the fleet's highest is lagging)", registry=r)
+        self.guard_blocked = Gauge("neti_guard_blocked_removals",
+                                   "Removals the mass-change guard is holding now (0: not tripped)",
+                                   registry=r)
         self.zk_connected = Gauge("neti_zookeeper_connected", "1 while the ZooKeeper session is usable",
                                   registry=r)
 

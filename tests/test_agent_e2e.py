@@ -237,8 +237,9 @@ def test_once_syncs_one_time_and_exits(agent_fleet):
 
 def test_an_original_neti_yml_with_empty_aws_keys_registers_the_agent(agent_fleet):
     """The seed's cookbook writes ``aws_key: ""`` on hosts with an instance role: the agent starts."""
-    original = {"aws_key": "", "aws_secret_key": "", "reject_all": False, "zk_update_interval_path": "interval",
-                "zk_max_change_threshold_path": "maxchange", "zk_iptoid_node": "ip-to-id",
+    original = {"aws_key": "", "aws_secret_key": "", "reject_all": False,
+                "zk_update_interval_path": "interval", "zk_max_change_threshold_path": "maxchange",
+                "zk_iptoid_node": "ip-to-id",
                 "zk_idtoip_node": "id-to-ip", "zk_ip_map_node": "ip-map"}
     a = agent_fleet.add(Side.EC2, start=False, **original)
     assert 'aws_key: \'\'' in a.host.config_path.read_text()

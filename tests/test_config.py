@@ -66,7 +66,7 @@ def test_empty_aws_keys_of_the_original_cookbook_mean_unset(tmp_path):
     path.write_text(yaml.safe_dump(ORIGINAL | {"aws_key": "", "aws_secret_key": ""}))
     config = load_config(path)
     assert config.aws_key is None and config.aws_secret_key is None
-    with pytest.raises(ConfigError, match="aws_secret_key: aws_key and aws_secret_key must be given together"):
+    with pytest.raises(ConfigError, match="aws_key and aws_secret_key must be given together"):
         parse_config(ORIGINAL | {"aws_secret_key": ""})
 
 
