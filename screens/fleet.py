@@ -17,9 +17,10 @@ from textual.widgets import DataTable, Footer, Input
 
 from neti_core.fleet import FleetBatch, FleetSnapshot, HostRow
 from neti_core.fleet.query import SORTS, compile_filter
-from screens.actions import WriteActions
+from screens.actions import WriteActions, host_label
 from screens.cells import AGE_COLUMN, FLEET_COLUMNS, Cell, age_cell, fleet_cells, to_text
 from screens.context import context
+from screens.cursor import neighbour
 from screens.fleet_table import FleetTable
 from screens.host import HostScreen
 from screens.widgets import ConnectionBanner, HeaderBar
@@ -149,8 +150,9 @@ class FleetScreen(WriteActions):
         if keys is None:
             keys = frozenset({k for k, v in rows.items() if previous.get(k) is not v}
                              | (previous.keys() - rows.keys()))
-        leaving = sum(1 for key in keys if key in self._cells and not self._visible(rows.get(key)))
-        if leaving > MAX_REMOVALS_IN_PLACE:
+        leaving = {key for key in keys if key in self._cells and not self._visible(rows.get(key))}
+        self._keep_cursor_off(leaving, previous, rows)
+        if len(leaving) > MAX_REMOVALS_IN_PLACE:
             self._rebuild(rows)
             return
         table, now = self.table, context(self).now()
@@ -179,11 +181,24 @@ class FleetScreen(WriteActions):
         self._rows_seen = rows
         if resort:
             self._sort_table()
+        table.place_cursor()
+
+    def _keep_cursor_off(self, leaving: set[str], before: Mapping[str, HostRow],
+                         after: Mapping[str, HostRow]) -> None:
+        """The operator's host is about to leave the view: move the choice to its neighbour, and say so."""
+        table = self.table
+        lost = table.chosen_key
+        if lost is None or lost not in leaving:
+            return
+        table.chosen_key = neighbour(table.row_keys_in_order(), lost, leaving)
+        was = host_label(before[lost]) if lost in before else lost
+        now = table.chosen_key
+        where = "the first row" if now is None else host_label(after[now]) if now in after else now
+        self.notify(f"{was} left the view; the cursor moved to {where}", title="cursor moved")
 
     def _rebuild(self, rows: Mapping[str, HostRow]) -> None:
         """Fill the table from scratch (first data, or a new filter)."""
         table = self.table
-        current = table.cursor_row_key()
         table.clear()
         now = context(self).now()
         shown = [row for row in rows.values() if self._visible(row)]
@@ -195,8 +210,9 @@ class FleetScreen(WriteActions):
             self._cells[row.key] = cells
         self._rows_seen = rows
         self._populated = True
-        if current is not None and current in self._cells:
-            table.move_cursor(row=table.get_row_index(current), animate=False)
+        if table.chosen_key not in self._cells:
+            table.chosen_key = None  # filtered out by the operator's own filter: back to the top
+        table.place_cursor()
 
     def _sort_table(self) -> None:
         sort_key, rows = SORTS[self.sort_column][1], self._rows_seen

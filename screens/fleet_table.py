@@ -20,8 +20,9 @@ from typing import Any
 from rich.cells import cell_len
 from rich.text import Text
 from textual.geometry import Region, Size
-from textual.widgets import DataTable
 from textual.widgets._data_table import ColumnKey, RowKey, TwoWayDict
+
+from screens.cursor import OperatorCursor
 
 
 def _width(value: object) -> int:
@@ -48,8 +49,9 @@ class _UnitRowOffsets:
         """DataTable.clear() clears its list; there is nothing to clear here."""
 
 
-class FleetTable(DataTable[Any]):
-    """Rows are always added one line high and without labels."""
+class FleetTable(OperatorCursor):
+    """Rows are always added one line high and without labels; the cursor follows the operator's host
+    (``screens.cursor``)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -130,14 +132,12 @@ class FleetTable(DataTable[Any]):
     # --- order -------------------------------------------------------------------------------------
 
     def sort_by_key(self, key: Callable[[str], Any], reverse: bool = False) -> None:
-        """Order the rows by ``key(row_key)`` (keeps the cursor on the same row)."""
-        current = self.cursor_row_key()
+        """Order the rows by ``key(row_key)`` (the cursor stays on the operator's host)."""
         ordered = sorted(self._data, key=lambda row_key: key(row_key.value), reverse=reverse)
         self._row_locations = TwoWayDict({row_key: index for index, row_key in enumerate(ordered)})
         self._update_count += 1
         self.refresh()
-        if current is not None:
-            self.move_cursor(row=self.get_row_index(current), animate=False)
+        self.place_cursor()
 
     def cursor_row_key(self) -> str | None:
         if not self.row_count:
