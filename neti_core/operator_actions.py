@@ -21,9 +21,11 @@ from kazoo.exceptions import NoNodeError
 
 from neti_core.config import ZkPaths
 from neti_core.errors import MalformedEntryError, NetiError
-from neti_core.fleet.state import FleetSnapshot
+from neti_core.fleet.state import EMPTY_SNAPSHOT, AuditRecord, FleetSnapshot
+from neti_core.fleet.tracker import audit_seq
 from neti_core.members import validate_instance_id
 from neti_core.phases import Check, check_move, get_phase
+from neti_core.revert_plan import RevertPlan, RevertRefused, revert_slots, shown, when
 from neti_core.schema import AuditEntry, FleetDefaults, PhaseRecord, RejectAllOverride
 
 CHUNK = 200  # hosts per transaction: one audit record each, well under ZooKeeper's 1 MB request
@@ -238,6 +240,108 @@ class FleetControl:
                 return ActionResult("phase.move", ("phase",), (), (audit,))
         raise ControlConflictError("control/phase kept changing under us; nothing written")
 
+    # --- undo ----------------------------------------------------------------------------------------
+
+    def plan_revert(self, seq: int) -> RevertPlan:
+        """What reverting ``audit/entry-<seq>`` would write; refused if a value has changed since."""
+        return self._plan_and_versions(seq)[0]
+
+    def revert(self, seq: int, snapshot: FleetSnapshot | None = None, why: str = "") -> ActionResult:
+        """Restore the before-values of entry ``seq`` in one transaction, audited as its revert.
+        Refused when any value has changed since the entry (nothing is written then)."""
+        self._check_writable(f"revert audit entry {seq}")
+        for _ in range(_ATTEMPTS):
+            plan, versions = self._plan_and_versions(seq)
+            entry, reason = plan.entry, f"revert of entry {seq}" + (f": {why}" if why else "")
+            transaction = self.client.transaction()
+            for target, (before, _) in plan.slots.items():
+                self._slot_write(transaction, entry.action, target, before, version=versions[target],
+                                 why=reason, snapshot=snapshot)
+            targets = list(plan.slots)
+            now, restored = plan.values()
+            extra = {"revert_of": seq, **({"instance_ids": targets} if len(targets) > 1 else {})}
+            audit = self._commit(transaction, self._entry(entry.action, entry.target, now, restored,
+                                                          why=reason, extra=extra))
+            if audit is not None:
+                return ActionResult(f"revert of entry {seq}", tuple(targets), (), (audit,))
+        raise ControlConflictError(f"the values of entry {seq} kept changing under us; nothing written")
+
+    def _plan_and_versions(self, seq: int) -> tuple[RevertPlan, dict[str, int | None]]:
+        data, _ = self._read(self._audit_path(seq))
+        if data is None:
+            raise RevertRefused(f"audit entry {seq} does not exist")
+        entry = AuditEntry.from_json(data)
+        slots = revert_slots(entry)
+        versions: dict[str, int | None] = {}
+        for target, (_, after) in slots.items():
+            now, versions[target] = self._slot_read(entry.action, target)
+            if now != after:
+                raise RevertRefused(f"{target} has changed since entry {seq}: it is {shown(now)}, not "
+                                    f"{shown(after)}{self._changed_by(seq, entry.action, target)}")
+        return RevertPlan(seq, entry, slots), versions
+
+    def _audit_path(self, seq: int) -> str:
+        return f"{self.paths.audit}/entry-{seq:010d}"
+
+    def _slot_path(self, action: str, target: str) -> str:
+        if action.startswith("reject_all."):
+            return self._override_path(validate_instance_id(target))
+        return {"defaults.reject_all": self.paths.control_defaults, "maxchange.set": self.paths.maxchange,
+                "phase.move": self.paths.control_phase}[action]
+
+    def _slot_read(self, action: str, target: str) -> tuple[Any, int | None]:
+        """The value an action of this kind sets, as its audit entries record it, and the version."""
+        data, version = self._read(self._slot_path(action, target))
+        if data is None:
+            return None, None
+        try:
+            if action.startswith("reject_all."):
+                return RejectAllOverride.from_json(data).value, version
+            if action == "defaults.reject_all":
+                return FleetDefaults.from_json(data).reject_all, version
+            if action == "phase.move":
+                return PhaseRecord.from_json(data).phase, version
+        except MalformedEntryError:
+            return "malformed", version
+        text = data.decode(errors="replace").strip()
+        return (int(text) if text.isdigit() else text or None), version
+
+    def _slot_write(self, transaction: Any, action: str, target: str, value: Any, *, version: int | None,
+                    why: str, snapshot: FleetSnapshot | None) -> None:
+        path = self._slot_path(action, target)
+        if value is None and action in ("reject_all.set", "reject_all.clear", "maxchange.set"):
+            if version is not None:  # no override / no maxchange node before: remove it again
+                transaction.delete(path, version=version)
+            return
+        if action == "phase.move":
+            current = self._slot_read(action, target)[0] or "prepare"
+            verdict = check_move(current, value or "prepare", snapshot or EMPTY_SNAPSHOT)
+            if not verdict.allowed:
+                raise PhaseMoveRefused(verdict.reasons, verdict.checks)
+            document = PhaseRecord(value or "prepare", self.operator, self.clock(), why).to_json()
+        elif action == "defaults.reject_all":
+            document = FleetDefaults(value, self.operator, self.clock(), why).to_json()
+        elif action == "maxchange.set":
+            document = str(value).encode()
+        else:
+            document = RejectAllOverride(value, self.operator, self.clock(), why).to_json()
+        self._put(transaction, path, document, version)
+
+    def _changed_by(self, seq: int, action: str, target: str) -> str:
+        """Who changed ``target`` after entry ``seq``: the newest later audit entry about it."""
+        names = self.client.get_children(self.paths.audit)
+        later = sorted((s for s in map(audit_seq, names) if s is not None and s > seq), reverse=True)
+        for newer in later[:500]:
+            data, _ = self._read(self._audit_path(newer))
+            try:
+                record = AuditRecord(newer, AuditEntry.from_json(data or b""))
+            except MalformedEntryError:
+                continue
+            same_kind = record.entry.action.split(".", maxsplit=1)[0] == action.split(".", maxsplit=1)[0]
+            if same_kind and (record.concerns(target) or record.entry.target == target):
+                return f" (changed by {record.entry.who} at {when(record.entry.when)}, entry {newer})"
+        return " (changed without an audit record)"
+
     # --- helpers ---------------------------------------------------------------------------------
 
     def _read(self, path: str) -> tuple[bytes | None, int | None]:
@@ -253,3 +357,4 @@ class FleetControl:
             transaction.create(path, data)
         else:
             transaction.set_data(path, data, version=version)
+

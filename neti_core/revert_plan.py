@@ -1,0 +1,78 @@
+"""Undo from the audit log, as a pure plan: which values an entry changed, and what restoring them
+means. ``neti_core.operator_actions.FleetControl.revert`` checks the plan against ZooKeeper and
+writes it in one transaction with its own audit record ("revert of entry N").
+
+Every audit entry keeps the value before and after, so an entry can be undone exactly when each
+value it changed still holds its ``after``: anything else would silently overwrite a newer decision.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from neti_core.errors import NetiError
+from neti_core.schema import AuditEntry
+
+
+class RevertRefused(NetiError):
+    """The audit entry cannot be undone (someone changed the value since, or it has no before-value)."""
+
+
+REVERTIBLE = frozenset({"reject_all.set", "reject_all.clear", "defaults.reject_all", "maxchange.set",
+                        "phase.move"})
+
+
+@dataclass(frozen=True, slots=True)
+class RevertPlan:
+    """Reverting ``seq``: for each target, (the value to restore, the value it has now)."""
+
+    seq: int
+    entry: AuditEntry
+    slots: dict[str, tuple[Any, Any]]
+
+    def values(self) -> tuple[Any, Any]:
+        """(values now, values restored) as an audit entry records them: per target for a bulk entry."""
+        if len(self.slots) == 1:
+            ((before, now),) = self.slots.values()
+            return now, before
+        return ({t: now for t, (_, now) in self.slots.items()},
+                {t: before for t, (before, _) in self.slots.items()})
+
+    def lines(self) -> list[str]:
+        """One line per target, as the confirmation shows it: ``target: now → restored``."""
+        return [f"{target}: {shown(now)} → {shown(before)}" for target, (before, now) in self.slots.items()]
+
+
+def revert_slots(entry: AuditEntry) -> dict[str, tuple[Any, Any]]:
+    """Target → (before, after) of an entry; refused for actions that have no value to restore."""
+    if entry.action not in REVERTIBLE:
+        raise RevertRefused(f"a {entry.action} entry cannot be reverted")
+    targets = entry.extra.get("instance_ids")
+    bulk = isinstance(targets, list) and isinstance(entry.before, dict)
+    if entry.action.startswith("reject_all.") and bulk:
+        slots = {str(t): (entry.before.get(t), entry.after) for t in targets}
+    else:
+        slots = {entry.target: (entry.before, entry.after)}
+    for target, (before, _) in slots.items():
+        if before == "malformed" or (entry.action == "maxchange.set" and isinstance(before, str)):
+            raise RevertRefused(f"{target} held a malformed value before entry; there is nothing to restore")
+    return slots
+
+
+def shown(value: Any) -> str:
+    """Values as every view spells them: on/off/unset, never Python reprs."""
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, dict):
+        return ", ".join(f"{key}: {shown(item)}" for key, item in value.items())
+    if isinstance(value, list):
+        return ", ".join(shown(item) for item in value)
+    return str(value)
+
+
+def when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(timestamp))
