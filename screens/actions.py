@@ -18,11 +18,12 @@ from neti_core.errors import NetiError
 from neti_core.fleet import HostRow
 from neti_core.fleet.query import on_off
 from neti_core.operator_actions import ActionResult
+from neti_core.revert_plan import shown
 from screens.confirm import ChangePlan, ChoiceScreen, Confirmed, ConfirmScreen, ValueScreen
 from screens.context import context
 
 WRITE_ACTIONS = frozenset({"reject_on", "reject_off", "reject_clear", "fleet_default", "maxchange",
-                           "next_phase", "previous_phase"})
+                           "next_phase", "previous_phase", "revert"})
 
 
 @dataclass
@@ -94,7 +95,7 @@ class WriteActions(Screen[Any]):
             current = ctx.fleet.defaults.reject_all if ctx.fleet.defaults else None
             overridden = sum(1 for row in ctx.fleet.rows.values() if row.override is not None)
             plan = ChangePlan(title="Fleet-wide reject_all default",
-                              verb=f"fleet default reject_all: {on_off(current)} → {choice}",
+                              verb=f"fleet default reject_all: {shown(current)} → {choice}",
                               scope=f"all {hosts:,} hosts except the {overridden:,} with a host override")
             def write(ok: Confirmed | None) -> None:
                 if ok is not None and ctx.control is not None:

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Footer, Static
 from neti_core.fleet import FleetBatch, FleetSnapshot, HostRow
 from neti_core.fleet.events import AuditAppended
 from neti_core.fleet.query import on_off
+from neti_core.revert_plan import shown
 from screens.actions import WriteActions
 from screens.cells import STATE_STYLE, age, when
 from screens.context import context
@@ -51,7 +52,7 @@ def describe(row: HostRow, snapshot: FleetSnapshot, now: float) -> tuple[Group, 
         ("host override", "none" if override is None else
          f"{on_off(override.value)} by {override.who} at {when(override.when)}"
          + (f" — {override.why}" if override.why else "")),
-        ("fleet default", on_off(fleet_default)),
+        ("fleet default", shown(fleet_default)),
     ])
     if status is None:
         absent = Text("No agent status (status/<id> absent).", style="dim")
@@ -142,7 +143,7 @@ class HostScreen(WriteActions):
         for record in reversed(history):
             entry = record.entry
             before = entry.before.get(self.key) if isinstance(entry.before, dict) else entry.before
-            change = f"{before!s} → {entry.after!s}"
+            change = f"{shown(before)} → {shown(entry.after)}"
             cells = (when(entry.when), entry.who, entry.action, change, entry.why or "-")
             table.add_row(*(Text(cell, no_wrap=True) for cell in cells), key=str(record.seq))
 

@@ -7,10 +7,11 @@ from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import Footer, Static
 
 from neti_core.fleet import FleetSnapshot
 from screens.context import context
+from screens.cursor import OperatorCursor
 from screens.widgets import ConnectionBanner, HeaderBar
 
 
@@ -23,7 +24,7 @@ class ListingScreen(Screen[Any]):
         yield HeaderBar(id="header")
         yield ConnectionBanner(id="banner")
         yield Static(id=self.SUMMARY_ID)
-        table: DataTable[Any] = DataTable(id=self.TABLE_ID, cursor_type="row", zebra_stripes=True)
+        table = OperatorCursor(id=self.TABLE_ID, cursor_type="row", zebra_stripes=True)
         for key, label in self.COLUMNS:
             table.add_column(label, key=key)
         yield table
@@ -35,8 +36,8 @@ class ListingScreen(Screen[Any]):
         self._show(ctx.fleet)
 
     @property
-    def table(self) -> DataTable[Any]:
-        return self.query_one(f"#{self.TABLE_ID}", DataTable)
+    def table(self) -> OperatorCursor:
+        return self.query_one(f"#{self.TABLE_ID}", OperatorCursor)
 
     @property
     def summary(self) -> Static:
@@ -48,6 +49,10 @@ class ListingScreen(Screen[Any]):
         self.query_one(HeaderBar).show(snapshot, operator=ctx.operator, readonly=ctx.readonly)
         self.query_one(ConnectionBanner).show(snapshot, now)
         self.show_rows(snapshot, now)
+        table = self.table
+        if table.chosen_key is not None and table.chosen_key not in table.rows:
+            table.chosen_key = None  # its row is gone (e.g. the instance registered): back to the top
+        table.place_cursor()
 
     def show_rows(self, snapshot: FleetSnapshot, now: float) -> None:
         """Fill the summary line and the table (only when what they show has changed)."""

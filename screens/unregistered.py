@@ -18,7 +18,7 @@ COLUMNS = (("name", "NAME"), ("instance", "INSTANCE"), ("side", "SIDE"), ("priva
 
 class UnregisteredScreen(ListingScreen):
     BINDINGS = [
-        Binding("g", "poll", "Poll EC2 now"),
+        Binding("p", "poll", "Poll EC2 now"),
         Binding("enter", "open", "Detail", show=False),
     ]
 

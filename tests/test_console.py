@@ -222,7 +222,7 @@ async def test_fleet_default_and_maxchange_from_the_console(console, seeder, zk,
         await pilot.press("enter")  # the first choice: on
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         summary = str(app.screen.query_one("#summary").render())
-        assert "fleet default reject_all: - → on" in summary and "all 4 hosts" in summary
+        assert "fleet default reject_all: unset → on" in summary and "all 4 hosts" in summary
         await pilot.click("#confirm")
         await wait_until(pilot, lambda: app.fleet.defaults is not None
                          and app.fleet.defaults.reject_all is True)

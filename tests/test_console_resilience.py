@@ -35,7 +35,7 @@ async def test_unregistered_instances_are_listed_live_from_ec2(console, seeder, 
                          and app.screen.query_one("#unregistered").row_count == 3)
         assert "3 running instances not in Neti" in str(app.screen.query_one("#inventory").render())
         (more,) = launch(ec2, 1, "web-late")
-        await pilot.press("g")  # poll now rather than wait for the period
+        await pilot.press("p")  # poll now rather than wait for the period
         await wait_until(pilot, lambda: app.screen.query_one("#unregistered").row_count == 4)
         assert more in {row.key for row in app.fleet.unregistered}
 
