@@ -7,12 +7,15 @@ differs. Ages take ``now`` from the app's clock, so snapshot tests can fix it.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
+from rich.cells import cell_len
 from rich.markup import escape
 from rich.text import Text
 
 from neti_core.fleet import HostRow, RuleState
 from neti_core.fleet.query import on_off
+from screens.fit import Column
 
 Cell = tuple[str, str]
 
@@ -29,12 +32,25 @@ STATE_STYLE: dict[RuleState, str] = {
     RuleState.IN_SYNC: "green",
 }
 
-FLEET_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("mark", " "), ("name", "NAME"), ("instance", "INSTANCE"), ("side", "SIDE"), ("public", "PUBLIC"),
-    ("private", "PRIVATE"), ("overlay", "OVERLAY"), ("version", "VERSION"), ("want", "RA WANT"),
-    ("applied", "RA APPLIED"), ("state", "STATE"), ("age", "APPLIED"),
+# Priority 0: what on-call acts on, always shown; on a narrow terminal the highest numbers go first
+# (instance id, private IP, public IP, version, overlay IP, last apply age).
+FLEET_COLUMNS: tuple[Column, ...] = (
+    Column("mark", " "), Column("name", "NAME"), Column("instance", "INSTANCE", 7), Column("side", "SIDE"),
+    Column("public", "PUBLIC", 5), Column("private", "PRIVATE", 6), Column("overlay", "OVERLAY", 3),
+    Column("version", "VERSION", 4), Column("want", "RA WANT"), Column("applied", "RA APPLIED"),
+    Column("state", "STATE"), Column("age", "APPLIED", 2),
 )
+COLUMN_KEYS = tuple(column.key for column in FLEET_COLUMNS)
 AGE_COLUMN = len(FLEET_COLUMNS) - 1
+
+
+def column_widths(rows: Iterable[tuple[Cell, ...]]) -> dict[str, int]:
+    """The widest text of each fleet column over ``rows`` (what the table would need to show it)."""
+    widest = [0] * len(FLEET_COLUMNS)
+    for cells in rows:
+        for index, (text, _) in enumerate(cells):
+            widest[index] = max(widest[index], cell_len(text))
+    return dict(zip(COLUMN_KEYS, widest, strict=True))
 
 
 def age(seconds: float | None) -> str:

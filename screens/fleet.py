@@ -10,22 +10,34 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 
 from neti_core.fleet import FleetBatch, FleetSnapshot, HostRow
 from neti_core.fleet.query import SORTS, compile_filter
 from screens.actions import WriteActions, host_label
-from screens.cells import AGE_COLUMN, FLEET_COLUMNS, Cell, age_cell, fleet_cells, to_text
+from screens.cells import (
+    AGE_COLUMN,
+    COLUMN_KEYS,
+    FLEET_COLUMNS,
+    Cell,
+    age_cell,
+    column_widths,
+    fleet_cells,
+    to_text,
+)
 from screens.context import context
 from screens.cursor import neighbour
+from screens.fit import Part, visible_columns
 from screens.fleet_table import FleetTable
 from screens.host import HostScreen
-from screens.widgets import ConnectionBanner, HeaderBar
+from screens.widgets import ConnectionBanner, FitFooter, HeaderBar
 
-COLUMN_KEYS = [key for key, _ in FLEET_COLUMNS]
+# The table's vertical scrollbar and a column of slack, so the last column is never half-cut.
+SCROLLBAR_WIDTH = 3
 AGE_REFRESH_SECONDS = 5.0
 FILTER_DEBOUNCE_SECONDS = 0.15
 # A repaint of a 10,000-row DataTable after any update_cell costs ~50-100 ms (every visible cell is
@@ -40,10 +52,10 @@ class FleetScreen(WriteActions):
     BINDINGS = [
         Binding("enter", "open", "Host detail", show=False),
         Binding("slash", "filter", "Filter"),
-        Binding("space", "toggle_select", "Select"),
+        Binding("space", "toggle_select", "Select", show=False),
         Binding("asterisk", "select_shown", "Select all shown (again: none)", show=False),
         Binding("escape", "clear", "Clear filter / selection", show=False),
-        Binding("N", "sort('name')", "Sort", key_display="N/I/S/A/V/O/D"),
+        Binding("N", "sort('name')", "Sort", key_display="N…"),
         Binding("I", "sort('instance')", "Sort by instance id", show=False),
         Binding("S", "sort('state')", "Sort by state, worst first", show=False),
         Binding("A", "sort('age')", "Sort by last apply, oldest first", show=False),
@@ -51,8 +63,8 @@ class FleetScreen(WriteActions):
         Binding("O", "sort('overlay')", "Sort by overlay IP", show=False),
         Binding("D", "sort('side')", "Sort by side", show=False),
         Binding("o", "reject_on", "reject_all on"),
-        Binding("f", "reject_off", "off"),
-        Binding("c", "reject_clear", "clear override"),
+        Binding("f", "reject_off", "reject_all off"),
+        Binding("c", "reject_clear", "clear override", show=False),
         Binding("F", "fleet_default", "Fleet-wide reject_all default", show=False),
         Binding("M", "maxchange", "Set maxchange", show=False),
     ]
@@ -75,17 +87,15 @@ class FleetScreen(WriteActions):
         self._pending_keys: set[str] = set()
         self._pending_full = False
         self.painted: tuple[int, float] = (0, 0.0)  # (batch seq, perf_counter) of the last paint
+        self._shown = tuple(range(len(FLEET_COLUMNS)))  # indices of the columns on screen
 
     def compose(self) -> ComposeResult:
         yield HeaderBar(id="header")
         yield ConnectionBanner(id="banner")
-        table = FleetTable(id="fleet", cursor_type="row", zebra_stripes=True)
-        for key, label in FLEET_COLUMNS:
-            table.add_column(label, key=key)
-        yield table
+        yield FleetTable(id="fleet", cursor_type="row", zebra_stripes=True)
         yield Input(placeholder="filter: words, field:value (side state version ip want applied), !negate",
                     id="filter")
-        yield Footer()
+        yield FitFooter()
 
     @property
     def table(self) -> FleetTable:
@@ -169,12 +179,12 @@ class FleetScreen(WriteActions):
             assert row is not None
             cells = fleet_cells(row, now, key in self.selected)
             if old_cells is None:
-                table.add_row(*map(to_text, cells), key=key)
+                table.add_row(*(to_text(cells[column]) for column in self._shown), key=key)
                 resort = True
             else:
-                for column, (old, new) in enumerate(zip(old_cells, cells, strict=True)):
-                    if old != new:
-                        table.update_cell(key, COLUMN_KEYS[column], to_text(new))
+                for column in self._shown:
+                    if old_cells[column] != cells[column]:
+                        table.update_cell(key, COLUMN_KEYS[column], to_text(cells[column]))
                 before = previous.get(key)
                 resort = resort or before is None or sort_key(before) != sort_key(row)
             self._cells[key] = cells
@@ -199,15 +209,20 @@ class FleetScreen(WriteActions):
     def _rebuild(self, rows: Mapping[str, HostRow]) -> None:
         """Fill the table from scratch (first data, or a new filter)."""
         table = self.table
-        table.clear()
         now = context(self).now()
         shown = [row for row in rows.values() if self._visible(row)]
         shown.sort(key=SORTS[self.sort_column][1], reverse=self.sort_reverse)
-        self._cells = {}
-        for row in shown:
-            cells = fleet_cells(row, now, row.key in self.selected)
-            table.add_row(*map(to_text, cells), key=row.key)
-            self._cells[row.key] = cells
+        self._cells = {row.key: fleet_cells(row, now, row.key in self.selected) for row in shown}
+        self._shown = self._columns_that_fit()
+        keys = [COLUMN_KEYS[column] for column in self._shown]
+        if [column.value for column in table.columns] != keys:
+            table.clear(columns=True)
+            for column in self._shown:
+                table.add_column(FLEET_COLUMNS[column].label, key=COLUMN_KEYS[column])
+        else:
+            table.clear()
+        for key, cells in self._cells.items():
+            table.add_row(*(to_text(cells[column]) for column in self._shown), key=key)
         self._rows_seen = rows
         self._populated = True
         if table.chosen_key not in self._cells:
@@ -218,7 +233,24 @@ class FleetScreen(WriteActions):
         sort_key, rows = SORTS[self.sort_column][1], self._rows_seen
         self.table.sort_by_key(lambda key: sort_key(rows[key]), reverse=self.sort_reverse)
 
+    def _columns_that_fit(self) -> tuple[int, ...]:
+        widths = column_widths(self._cells.values())
+        available = (self.size.width or self.app.size.width) - SCROLLBAR_WIDTH
+        keys = visible_columns(FLEET_COLUMNS, widths, available)
+        return tuple(COLUMN_KEYS.index(key) for key in keys)
+
+    def on_resize(self) -> None:
+        self._refit()
+
+    def _refit(self) -> None:
+        """Show the columns that fit now (after a resize, or when the values have grown or shrunk)."""
+        if self._populated and self._columns_that_fit() != self._shown:
+            self._rebuild(self._rows_seen)
+
     def _refresh_ages(self) -> None:
+        self._refit()
+        if AGE_COLUMN not in self._shown:
+            return
         now, table, rows = context(self).now(), self.table, self._rows_seen
         for key, cells in self._cells.items():
             row = rows.get(key)
@@ -232,13 +264,14 @@ class FleetScreen(WriteActions):
     def _update_chrome(self, snapshot: FleetSnapshot | None = None) -> None:
         ctx = context(self)
         snapshot = snapshot or ctx.fleet
-        extra = f" · shown {len(self._cells):,}"
+        extra = [Part(f"shown {len(self._cells):,}", f"{len(self._cells):,} shown", 1)]
         if self._filter_text:
-            extra += f" (filter [b]{self._filter_text}[/])"
+            extra.append(Part(f"filter [b]{escape(self._filter_text)}[/]", "[b]filtered[/]"))
         if self.selected:
-            extra += f" · [b yellow]{len(self.selected):,} selected[/]"
+            count = f"{len(self.selected):,}"
+            extra.append(Part(f"[b yellow]{count} selected[/]", f"[b yellow]{count} sel[/]"))
         arrow = "↓" if not self.sort_reverse else "↑"
-        extra += f" · sort {SORTS[self.sort_column][0]} {arrow}"
+        extra.append(Part(f"sort {SORTS[self.sort_column][0]} {arrow}", f"{self.sort_column} {arrow}", 1))
         self.query_one(HeaderBar).show(snapshot, operator=ctx.operator, readonly=ctx.readonly, extra=extra)
         self.query_one(ConnectionBanner).show(snapshot, ctx.now())
 

@@ -7,10 +7,11 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from neti_core.fleet import FleetBatch, FleetSnapshot, HostRow
 from neti_core.fleet.events import AuditAppended
@@ -19,7 +20,10 @@ from neti_core.revert_plan import shown
 from screens.actions import WriteActions
 from screens.cells import STATE_STYLE, age, when
 from screens.context import context
-from screens.widgets import ConnectionBanner, HeaderBar
+from screens.fit import Part
+from screens.widgets import ConnectionBanner, FitFooter, HeaderBar
+
+ONE_COLUMN_BELOW = 110  # narrower than this, the host and agent columns are stacked
 
 
 def _grid(title: str, pairs: list[tuple[str, Any]]) -> Table:
@@ -80,8 +84,8 @@ class HostScreen(WriteActions):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("o", "reject_on", "reject_all on"),
-        Binding("f", "reject_off", "off"),
-        Binding("c", "reject_clear", "Clear override"),
+        Binding("f", "reject_off", "reject_all off"),
+        Binding("c", "reject_clear", "clear override", show=False),
     ]
 
     def __init__(self, key: str) -> None:
@@ -103,7 +107,10 @@ class HostScreen(WriteActions):
                                ("why", "WHY")):
                 table.add_column(label, key=key)
             yield table
-        yield Footer()
+        yield FitFooter()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < ONE_COLUMN_BELOW, "narrow")  # the two columns stacked
 
     def on_mount(self) -> None:
         ctx = context(self)
@@ -120,7 +127,7 @@ class HostScreen(WriteActions):
     def _chrome(self, snapshot: FleetSnapshot) -> None:
         ctx = context(self)
         self.query_one(HeaderBar).show(snapshot, operator=ctx.operator, readonly=ctx.readonly,
-                                       extra=f" · host [b]{self.key}[/]")
+                                       extra=[Part(f"host [b]{self.key}[/]", f"[b]{self.key}[/]")])
         self.query_one(ConnectionBanner).show(snapshot, ctx.now())
 
     def _render_all(self, snapshot: FleetSnapshot) -> None:

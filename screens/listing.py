@@ -7,12 +7,12 @@ from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from neti_core.fleet import FleetSnapshot
 from screens.context import context
 from screens.cursor import OperatorCursor
-from screens.widgets import ConnectionBanner, HeaderBar
+from screens.widgets import ConnectionBanner, FitFooter, HeaderBar
 
 
 class ListingScreen(Screen[Any]):
@@ -28,7 +28,7 @@ class ListingScreen(Screen[Any]):
         for key, label in self.COLUMNS:
             table.add_column(label, key=key)
         yield table
-        yield Footer()
+        yield FitFooter()
 
     def on_mount(self) -> None:
         ctx = context(self)

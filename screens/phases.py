@@ -13,7 +13,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from neti_core.fleet import FleetBatch, FleetSnapshot
 from neti_core.phases import PHASES, Check, check_move, current_key, phase_index
@@ -21,7 +21,7 @@ from screens.actions import WriteActions
 from screens.cells import when
 from screens.confirm import ChangePlan, Confirmed, ConfirmScreen
 from screens.context import context
-from screens.widgets import ConnectionBanner, HeaderBar
+from screens.widgets import ConnectionBanner, FitFooter, HeaderBar
 
 REFRESH_SECONDS = 0.5
 
@@ -52,7 +52,7 @@ class PhasesScreen(WriteActions):
         yield table
         with VerticalScroll(id="phase-detail"):
             yield Static(id="detail")
-        yield Footer()
+        yield FitFooter()
 
     def on_mount(self) -> None:
         ctx = context(self)

@@ -3,50 +3,87 @@
 
 from __future__ import annotations
 
-from textual.widgets import Static
+from collections.abc import Sequence
+
+from textual import events
+from textual.widgets import Footer, Static
 
 from neti_core.fleet import FleetSnapshot, ZkState
 from neti_core.fleet.overlay import OverlayUsage
 from screens.cells import age
+from screens.fit import Part, fit_line
 
 
-class HeaderBar(Static):
-    """k9s-like header: where we are, who we are, and the counts that matter during a migration."""
+def header_lines(snapshot: FleetSnapshot, *, operator: str, readonly: bool,
+                 extra: Sequence[Part] = ()) -> tuple[list[Part], list[Part]]:
+    """The two header lines as parts: where we are and who we are; the counts that matter."""
+    s = snapshot.summary
+    phase = snapshot.phase.phase if snapshot.phase else "prepare"
+    maxchange = "-" if snapshot.maxchange is None else str(snapshot.maxchange)
+    mode = Part("[b red]READ-ONLY[/]") if readonly else Part("[b green]read-write[/]", "[b green]rw[/]", 3)
+    first = [Part("[b]neti[/]", priority=4), Part(f"phase [b]{phase}[/]", f"[b]{phase}[/]"),
+             Part(f"operator [b]{operator}[/]", f"[b]{operator}[/]", 2), mode,
+             Part(f"maxchange {maxchange}", f"maxch {maxchange}", 1), overlay_part(snapshot.overlay)]
+    neti = (Part(f"[b]{s.percent_in_neti:g}%[/] in Neti", f"[b]{s.percent_in_neti:g}%[/] Neti")
+            if s.inventory_known else Part("[dim]EC2 unknown[/]", "[dim]EC2 ?[/]", 3))
+    errors = f"[b red]{s.errors}[/]" if s.errors else "0"
+    lagging = f"[yellow]{s.lagging}[/]" if s.lagging else "0"
+    registered = f"[b]{s.registered:,}[/]/{s.total:,}"
+    second = [Part(f"{registered} registered", f"{registered} reg"),
+              neti, Part(f"reject_all on [b]{s.reject_on:,}[/]", f"RA on [b]{s.reject_on:,}[/]"),
+              Part(f"{errors} errors", f"{errors} err"), Part(f"{lagging} lagging", f"{lagging} lag"),
+              Part(f"guard {s.guard}", f"grd {s.guard}", 2),
+              Part(f"no agent {s.no_agent}", f"no ag {s.no_agent}", 2),
+              *extra]
+    if s.recording:  # the lab without root: say plainly that no firewall is being changed
+        second.append(Part(f"[b yellow]{s.recording} agents only record rules (no kernel)[/]",
+                           f"[b yellow]{s.recording} recording only[/]"))
+    return first, second
 
-    _shown = ""
 
-    def show(self, snapshot: FleetSnapshot, *, operator: str, readonly: bool, extra: str = "") -> None:
-        s = snapshot.summary
-        mode = "[b red]READ-ONLY[/]" if readonly else "[b green]read-write[/]"
-        phase = snapshot.phase.phase if snapshot.phase else "prepare"
-        registered = f"[b]{s.registered:,}[/]/{s.total:,} registered"
-        neti = f"[b]{s.percent_in_neti:g}%[/] in Neti" if s.inventory_known else "[dim]EC2 unknown[/]"
-        errors = f"[b red]{s.errors} errors[/]" if s.errors else "0 errors"
-        lag = f"[yellow]{s.lagging} lagging[/]" if s.lagging else "0 lagging"
-        maxchange = "-" if snapshot.maxchange is None else str(snapshot.maxchange)
-        who = f"operator [b]{operator}[/] {mode}"
-        overlay = overlay_figure(snapshot.overlay)
-        if s.recording:  # the lab without root: say plainly that no firewall is being changed
-            extra += f" · [b yellow]{s.recording} agents only record rules (no kernel)[/]"
-        text = (f"[b]neti[/] · phase [b]{phase}[/] · {who} · maxchange {maxchange} · {overlay}\n"
-                f"{registered} · {neti} · reject_all on [b]{s.reject_on:,}[/] · {errors} · {lag}"
-                f" · guard {s.guard} · no agent {s.no_agent}{extra}")
-        if text != self._shown:
-            self._shown = text
-            self.update(text, layout=False)  # two lines, always: no layout pass for the whole screen
-
-
-def overlay_figure(usage: OverlayUsage) -> str:
+def overlay_figure(usage: OverlayUsage, *, short: bool = False) -> str:
     """``overlay 55 used · 65,479 free · 10 idle``; free turns red below 10 % (the alert's threshold).
-    Idle: held by instances neither running nor live in Neti (``neti registry reclaim`` judges them)."""
-    text = f"overlay [b]{usage.used:,}[/] used"
+    Idle: held by instances neither running nor live in Neti (``neti registry reclaim`` judges them).
+    Short (a narrow terminal): ``ovl 55/65,479 free``."""
     free = usage.free
+    colour = "b red" if free is not None and usage.total and free < usage.total * 0.10 else "b"
+    if short:
+        return f"ovl [b]{usage.used:,}[/]" + (f"/[{colour}]{free:,}[/] free" if free is not None else "")
+    text = f"overlay [b]{usage.used:,}[/] used"
     if free is not None and usage.total:
-        colour = "b red" if free < usage.total * 0.10 else "b"
         text += f" · [{colour}]{free:,}[/] free"
     if usage.idle:
         text += f" · [yellow]{usage.idle:,} idle[/]"
     return text
+
+
+def overlay_part(usage: OverlayUsage) -> Part:
+    """The overlay figure: dropped on a narrow terminal unless addresses are running out."""
+    low = usage.free is not None and bool(usage.total) and usage.free < usage.total * 0.10
+    return Part(overlay_figure(usage), overlay_figure(usage, short=True), 0 if low else 3)
+
+
+class HeaderBar(Static):
+    """k9s-like header: where we are, who we are, and the counts that matter during a migration.
+    Each line fits the width it gets (``screens.fit``): parts abbreviate, then the least important go."""
+
+    _shown = ""
+    _lines: tuple[list[Part], list[Part]] = ([], [])
+
+    def show(self, snapshot: FleetSnapshot, *, operator: str, readonly: bool,
+             extra: Sequence[Part] = ()) -> None:
+        self._lines = header_lines(snapshot, operator=operator, readonly=readonly, extra=extra)
+        self._render_lines()
+
+    def on_resize(self) -> None:
+        self._render_lines()
+
+    def _render_lines(self) -> None:
+        width = self.content_size.width or self.app.size.width - 2
+        text = "\n".join(fit_line(line, width) for line in self._lines)
+        if text != self._shown:
+            self._shown = text
+            self.update(text, layout=False)  # two lines, always: no layout pass for the whole screen
 
 
 class ConnectionBanner(Static):
@@ -73,3 +110,13 @@ class ConnectionBanner(Static):
             self._shown = text
             self.update(text)
             self.display = bool(problems)
+
+
+COMPACT_FOOTER_BELOW = 120
+
+
+class FitFooter(Footer):
+    """The key footer, compact (less padding) on a narrow terminal so more keys stay visible."""
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.compact = event.size.width < COMPACT_FOOTER_BELOW

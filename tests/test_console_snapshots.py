@@ -25,6 +25,8 @@ from screens.unregistered import UnregisteredScreen
 from tests.fixtures.console import FIXED_NOW, instance_id, wait_until
 
 SIZE = (150, 36)
+NARROW, WIDE = (80, 24), (200, 50)  # a laptop or phone terminal, a big monitor
+SIZES = pytest.mark.parametrize("size", [NARROW, WIDE], ids=["80x24", "200x50"])
 OPENS = {"2": UnregisteredScreen, "3": PhasesScreen, "4": AuditScreen, "question_mark": HelpScreen,
          "o": ConfirmScreen, "open": HostScreen}
 NAMES = {1: "web-01", 2: "web-02", 3: "web-03", 4: "vpc-web-01", 5: "db-01", 6: "db-02", 7: "cache-01",
@@ -111,3 +113,20 @@ def test_audit_screen(snap_compare, console, mixed_fleet):
 def test_help_screen(snap_compare, console, mixed_fleet):
     run_before = ready(mixed_fleet, "question_mark")
     assert snap_compare(snapshot_app(console), terminal_size=SIZE, run_before=run_before)
+
+
+@SIZES
+def test_fleet_screen_at_terminal_sizes(snap_compare, console, mixed_fleet, size):
+    """NAME, SIDE, RA WANT/APPLIED and STATE on screen at 80 columns; everything at 200."""
+    assert snap_compare(snapshot_app(console), terminal_size=size, run_before=ready(mixed_fleet))
+
+
+@SIZES
+def test_host_detail_at_terminal_sizes(snap_compare, console, mixed_fleet, size):
+    keys = ("slash", *"cache-01", "enter", "open")
+    assert snap_compare(snapshot_app(console), terminal_size=size, run_before=ready(mixed_fleet, *keys))
+
+
+@SIZES
+def test_phases_screen_at_terminal_sizes(snap_compare, console, mixed_fleet, size):
+    assert snap_compare(snapshot_app(console), terminal_size=size, run_before=ready(mixed_fleet, "3", "down"))
