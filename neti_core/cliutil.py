@@ -24,3 +24,9 @@ def load_config_or_exit(prog: str, path: str | Path) -> NetiConfig:
         return load_config(path)
     except ConfigError as exc:
         fail(prog, str(exc))
+
+
+def progress_bar(done: int, total: int, width: int = 24) -> str:
+    """``[██████░░░░]``: a text bar for long waits on a terminal (empty when nothing is expected)."""
+    filled = 0 if total <= 0 else min(width, round(width * done / total))
+    return "[" + "█" * filled + "░" * (width - filled) + "]"

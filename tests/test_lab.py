@@ -44,6 +44,7 @@ def test_lab_up_converges_connects_across_sides_and_down_leaves_nothing(lab_env)
     up = _neti(env, "lab", "up", "--hosts", "4", "--vpc", "50", "--unregistered", "1", "--no-console")
     assert up.returncode == 0, up.stdout + up.stderr
     assert "4 agents all in sync" in up.stdout
+    assert f"agents in sync [{'█' * 24}] 4/4" in up.stdout, up.stdout  # the progress it showed
     status = json.loads(_neti(env, "lab", "status", "--json").stdout)
     assert (status["agents"], status["in_sync"], status["instances"], status["mode"]) == (4, 4, 5, "netns")
     hosts = {h["name"]: h for h in status["hosts"]}

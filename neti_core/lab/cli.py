@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from neti_core.cliutil import fail
+from neti_core.cliutil import fail, progress_bar
 from neti_core.lab.plan import LabPlanError, plan_fleet
 from neti_core.lab.rpc import LabUnreachable, request
 from neti_core.lab.state import LabState, alive, default_state_dir, read_state, remove_leftovers
@@ -166,20 +166,30 @@ def fleet_sync(state: LabState, timeout: float = 5) -> tuple[int, int, list[dict
 
 
 def _wait_in_sync(state: LabState, agents: int) -> float | None:
-    deadline = time.monotonic() + SYNC_TIMEOUT_SECONDS
-    last = -1
-    while time.monotonic() < deadline:
-        try:
-            in_sync, _, _ = fleet_sync(state)
-        except Exception:
-            in_sync = 0
-        if in_sync != last:
-            _say(f"{in_sync}/{agents} agents in sync")
+    """Wait for every agent; on a terminal one bar redrawn in place, otherwise a line per change."""
+    started = time.monotonic()
+    deadline = started + SYNC_TIMEOUT_SECONDS
+    tty, last = sys.stdout.isatty(), -1
+    try:
+        while time.monotonic() < deadline:
+            try:
+                in_sync, _, _ = fleet_sync(state)
+            except Exception:
+                in_sync = 0
+            line = (f"agents in sync {progress_bar(in_sync, agents)} {in_sync}/{agents} "
+                    f"({time.monotonic() - started:.0f} s)")
+            if tty:
+                print(f"\rlab: {line}", end="", flush=True)
+            elif in_sync != last:
+                _say(line)
             last = in_sync
-        if in_sync >= agents:
-            return time.monotonic()
-        time.sleep(0.5)
-    return None
+            if in_sync >= agents:
+                return time.monotonic()
+            time.sleep(0.5)
+        return None
+    finally:
+        if tty:
+            print(flush=True)
 
 
 def _lab_rss_mb(state: LabState) -> float:

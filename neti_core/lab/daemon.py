@@ -305,9 +305,11 @@ class Lab:
     def shutdown(self) -> None:
         """Stop every agent and service, delete every namespace, then the state directory."""
         self.save(phase="stopping")
-        for host in list(self.hosts.values()):
-            if host.sim is not None:
-                host.sim.cleanup()
+        hosts = [host.sim for host in list(self.hosts.values()) if host.sim is not None]
+        for sim in hosts:  # every agent stops at once: one by one, 40 agents took half a minute
+            sim.request_stop()
+        for sim in hosts:
+            sim.cleanup()
         if self.network is not None:
             self.network.close()
         self.moto.stop()

@@ -119,6 +119,11 @@ class SimInstance:
             self.process.wait(10)
         self.process = None
 
+    def request_stop(self) -> None:
+        """SIGTERM without waiting, so a whole fleet of agents can shut down in parallel."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
     def stop_agent(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
