@@ -32,6 +32,7 @@ from neti_core.fleet import (
     ZkHealth,
 )
 from neti_core.fleet.query import SORTS
+from neti_core.fleet.trend import STEP_SECONDS, FleetTrends
 from neti_core.fleet.watcher import DEFAULT_COALESCE_SECONDS
 from neti_core.operator_actions import FleetControl, default_operator
 from neti_tui.feed import FleetChanged, default_ec2_factory, make_zk_client, zk_connect_string
@@ -85,12 +86,14 @@ class NetiConsoleApp(App[None]):
         if ec2 and poll_ec2:
             self.poller = Ec2Poller(ec2_client_factory or default_ec2_factory(config),
                                     config.ignore_name_patterns, config.ec2_poll_seconds)
+        self.trends = FleetTrends()  # lagging and error counts over the last minutes (sparklines)
         self._stop = threading.Event()
         self.first_loaded_at: float | None = None  # when the first full read arrived (benchmarks)
 
     # --- the feed ----------------------------------------------------------------------------------
 
     def on_mount(self) -> None:
+        self.set_interval(STEP_SECONDS, self._sample_trends)  # a quiet fleet still moves the line
         self.run_worker(self._zookeeper_worker, thread=True, name="zookeeper", exit_on_error=False)
         if self.poller is not None:
             self.run_worker(self._ec2_worker, thread=True, name="ec2", exit_on_error=False)
@@ -105,9 +108,14 @@ class NetiConsoleApp(App[None]):
 
     def on_fleet_changed(self, message: FleetChanged) -> None:
         self.fleet = message.batch.snapshot
+        self._sample_trends()
         if self.first_loaded_at is None and self.fleet.zk.loaded:
             self.first_loaded_at = time.perf_counter()
         self.fleet_signal.publish(message.batch)
+
+    def _sample_trends(self) -> None:
+        if self.fleet.zk.loaded:
+            self.trends.observe(self.now(), self.fleet.summary)
 
     def poll_ec2_now(self) -> None:
         if self.poller is not None:

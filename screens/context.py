@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, cast
 
 from neti_core.fleet import FleetBatch, FleetSnapshot
+from neti_core.fleet.trend import FleetTrends
 from neti_core.operator_actions import FleetControl
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ class ConsoleContext(Protocol):
     fleet: FleetSnapshot
     fleet_signal: Signal[FleetBatch]
     control: FleetControl | None
+    trends: FleetTrends
     now: Callable[[], float]
 
     def poll_ec2_now(self) -> None: ...

@@ -21,6 +21,7 @@ from screens.actions import WriteActions
 from screens.cells import when
 from screens.confirm import ChangePlan, Confirmed, ConfirmScreen
 from screens.context import context
+from screens.progress import MigrationProgress
 from screens.widgets import ConnectionBanner, FitFooter, HeaderBar
 
 REFRESH_SECONDS = 0.5
@@ -45,6 +46,7 @@ class PhasesScreen(WriteActions):
     def compose(self) -> ComposeResult:
         yield HeaderBar(id="header")
         yield ConnectionBanner(id="banner")
+        yield MigrationProgress(id="progress")
         table: DataTable[Any] = DataTable(id="phases", cursor_type="row")
         for key, label in (("at", " "), ("n", "#"), ("phase", "PHASE"), ("title", "WHAT"),
                            ("guard", "GUARD")):
@@ -76,6 +78,7 @@ class PhasesScreen(WriteActions):
         snapshot = ctx.fleet
         self.query_one(HeaderBar).show(snapshot, operator=ctx.operator, readonly=ctx.readonly)
         self.query_one(ConnectionBanner).show(snapshot, ctx.now())
+        self.query_one(MigrationProgress).show(snapshot, ctx.trends, ctx.now())
         current = phase_index(current_key(snapshot))
         self._checks = {phase.key: phase.guard(snapshot) for phase in PHASES}
         table = self.query_one("#phases", DataTable)
