@@ -155,7 +155,8 @@ class NetiConsoleApp(App[None]):
                 continue
             seen.add(description)
             keys.append((self.get_key_display(replace(binding, key_display=None)) or key, description))
-        keys += [("↑ ↓ pgup pgdn", "Move"), ("enter", "Open / select")]
+        keys += [("↑ ↓ pgup pgdn", "Move"), ("g home / G end", "First / last row"),
+                 ("enter", "Open / select")]
         self.push_screen(HelpScreen(type(screen).__name__.removesuffix("Screen"), keys))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:

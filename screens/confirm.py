@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -46,6 +47,21 @@ def canary_count(total: int, percent: int) -> int:
     return min(total, max(1, math.ceil(total * percent / 100)))
 
 
+class MarkedButton(Button):
+    """A button that shows it has the focus by its label too (▸ Confirm ◂), not only by colour:
+    on a monochrome terminal, or to a colour-blind reader, the focused one must still be plain."""
+
+    def __init__(self, label: str, **kwargs: Any) -> None:
+        super().__init__(label, **kwargs)
+        self.plain_label = label
+
+    def on_focus(self) -> None:
+        self.label = f"▸ {self.plain_label} ◂"
+
+    def on_blur(self) -> None:
+        self.label = self.plain_label
+
+
 class ConfirmScreen(ModalScreen[Confirmed | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -67,8 +83,8 @@ class ConfirmScreen(ModalScreen[Confirmed | None]):
                 yield Label(f"Type [b]{plan.typed}[/] to confirm")
                 yield Input(id="typed")
             with Horizontal(id="buttons"):
-                yield Button("Cancel", id="cancel", variant="primary")
-                yield Button("Confirm", id="confirm", variant="error", disabled=bool(plan.typed))
+                yield MarkedButton("Cancel", id="cancel", variant="primary")
+                yield MarkedButton("Confirm", id="confirm", variant="error", disabled=bool(plan.typed))
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()

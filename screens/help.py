@@ -13,7 +13,14 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from neti_core.fleet.query import __doc__ as FILTER_HELP
+from neti_core.fleet.query import FIELDS
+
+FILTER_HELP = f"""\
+[b]Filter[/] (press [b]/[/]): type words; a row is shown when it matches all of them.
+  [b cyan]word[/]         matches part of the name, instance id, an IP, the version or the state
+  [b cyan]field:value[/]  matches one field: {", ".join(FIELDS)}
+  [b cyan]!word[/]        shows only the rows that do [b]not[/] match
+Examples: [b]web side:vpc[/]   [b]state:lagging[/]   [b]!state:in[/]   [b]applied:off[/]"""
 
 
 class HelpScreen(ModalScreen[None]):
@@ -30,10 +37,9 @@ class HelpScreen(ModalScreen[None]):
         table.add_column()
         for key, description in self.keys:
             table.add_row(key, description)
-        filter_help = (FILTER_HELP or "").split("Filter", 1)[-1].strip()
         with VerticalScroll(id="dialog"):
             yield Static(table)
-            yield Static(f"\n[b]Filter[/] {filter_help}\n\n[dim]Esc or ? closes this help.[/]")
+            yield Static(f"\n{FILTER_HELP}\n\n[dim]Esc or ? closes this help.[/]")
 
     def action_dismiss(self, result: Any = None) -> None:  # type: ignore[override]
         self.dismiss(None)
