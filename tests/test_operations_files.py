@@ -78,3 +78,15 @@ def test_verify_catches_a_broken_unit(tmp_path):
                             timeout=60)
     assert result.returncode != 0
     assert "Failed to parse boolean value: perhaps" in result.stderr
+
+
+def test_the_tmpfiles_entry_creates_the_xtables_lock_the_unit_hands_over(tmp_path):
+    """The unit's StandardInput=file:/run/xtables.lock needs the file at boot: tmpfiles makes it,
+    root's and 0600 like iptables makes it (checked in a scratch root, not this machine's /run)."""
+    config = REPO / "conf" / "neti-tmpfiles.conf"
+    assert "StandardInput=file:/run/xtables.lock" in UNIT.read_text()
+    result = subprocess.run([_tool("systemd-tmpfiles"), "--create", f"--root={tmp_path}", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lock = (tmp_path / "run" / "xtables.lock").stat()
+    assert (lock.st_uid, lock.st_gid, lock.st_mode & 0o7777) == (0, 0, 0o600)

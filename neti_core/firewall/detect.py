@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 _TIMEOUT = 10.0
@@ -84,11 +84,18 @@ def count_rules(save_command: str) -> int | None:
     return sum(1 for line in result.stdout.splitlines() if line.startswith("-A "))
 
 
-def legacy_table_names() -> set[str]:
-    """The legacy tables that exist in this namespace, read without creating any."""
+UNREADABLE_NAMES = ("legacy tables not counted: /proc/net/ip_tables_names is readable by root only "
+                    "(the agent runs as an unprivileged user with CAP_NET_ADMIN)")
+
+
+def legacy_table_names() -> set[str] | None:
+    """The legacy tables that exist in this namespace, read without creating any; None when the
+    list is unreadable (0440 root: the unit's unprivileged user cannot read it)."""
     try:
         return set(Path("/proc/thread-self/net/ip_tables_names").read_text().split())
-    except OSError:
+    except PermissionError:
+        return None
+    except OSError:  # no ip_tables module at all: no legacy table
         return set()
 
 
@@ -98,12 +105,21 @@ def legacy_tables_exist() -> bool:
 
 
 def detect() -> Detection:
-    """Detect the flavour of the calling thread's network namespace."""
+    """Detect the flavour of the calling thread's network namespace.
+
+    Without root the legacy rules cannot be counted (neither the table list nor
+    ``iptables-legacy-save`` is readable), so they count as none and the host's configured
+    ``iptables`` decides unless nft holds rules; the reason says so.
+    """
     nft = count_rules("iptables-nft-save")
+    names = legacy_table_names()
     if shutil.which("iptables-legacy-save") is None:
         legacy = None
-    elif not legacy_tables_exist():
+    elif not names:
         legacy = 0
     else:
         legacy = count_rules("iptables-legacy-save")
-    return decide(nft, legacy, system_mode())
+    detection = decide(nft, legacy, system_mode())
+    if names is None and legacy is not None:
+        detection = replace(detection, reason=f"{detection.reason}; {UNREADABLE_NAMES}")
+    return detection

@@ -85,8 +85,14 @@ class IptcBackend(FirewallBackend):
 
     def _existing(self) -> set[str]:
         """Legacy tables that exist here; also tells python-iptables, which otherwise probes (and so
-        creates) every table the first time it decodes a jump to a user chain."""
+        creates) every table the first time it decodes a jump to a user chain.
+
+        Unprivileged (the unit's user) the list is unreadable: then Neti's own two tables are taken
+        as existing. Opening them may create them, which on a host this backend writes to is
+        harmless (the first apply creates them anyway); other tables are never probed."""
         names = legacy_table_names()
+        if names is None:
+            names = {FILTER, NAT}
         for name in self.iptc.Table.ALL:
             self.iptc.Table.existing_table_names[name] = name in names
         return names

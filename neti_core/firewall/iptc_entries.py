@@ -7,6 +7,7 @@ python-iptables itself (the backend passes its module in), so importing this nev
 from __future__ import annotations
 
 import ctypes as ct
+import errno
 import fcntl
 import os
 import socket
@@ -25,14 +26,36 @@ _MARK_DST, _MARK_TO = "203.0.113.77", "198.51.100.99"  # template markers, found
 _KERNEL_FIELDS = ((84, 88), (92, 112))
 
 
+def _inherited_lock(path: str) -> int | None:
+    """A copy of stdin when stdin is the lock file itself: the systemd unit hands it over with
+    ``StandardInput=file:/run/xtables.lock`` (opened by systemd as root), because the file is
+    root's (0600) and the agent runs as an unprivileged user."""
+    try:
+        mine, lock = os.fstat(0), os.stat(path)
+    except OSError:
+        return None
+    if (mine.st_dev, mine.st_ino) != (lock.st_dev, lock.st_ino):
+        return None
+    return os.dup(0)
+
+
+def _open_lock(path: str) -> int:
+    try:
+        return os.open(path, os.O_CREAT | os.O_RDONLY | os.O_CLOEXEC, 0o600)  # flock needs no write
+    except OSError as exc:
+        inherited = _inherited_lock(path)
+        if inherited is not None:
+            return inherited
+        hint = " (run under conf/neti-agent.service, which passes the lock as stdin)" \
+            if exc.errno == errno.EACCES else ""
+        raise FirewallUnavailableError(f"cannot open {path}: {exc.strerror}{hint}") from exc
+
+
 @contextmanager
 def xtables_lock(wait_seconds: float) -> Iterator[None]:
     """Hold the lock ``iptables-legacy -w`` uses, waiting up to ``wait_seconds``."""
     path = os.environ.get("XTABLES_LOCKFILE", "/run/xtables.lock")
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise FirewallUnavailableError(f"cannot open {path}: {exc.strerror}") from exc
+    fd = _open_lock(path)
     try:
         deadline = time.monotonic() + wait_seconds
         while True:
@@ -45,6 +68,8 @@ def xtables_lock(wait_seconds: float) -> Iterator[None]:
                 time.sleep(0.01)
         yield
     finally:
+        # explicit unlock: an inherited lock's open file description outlives this descriptor
+        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
 
