@@ -46,5 +46,7 @@ class MigrationProgress(Vertical):
             self.query_one(f"#count-{key}", Label).update(f"{done:,}/{of:,}")
         minutes = f"{WINDOW_SECONDS / 60:g} min"
         for key, trend in (("lagging", trends.not_converged), ("errors", trends.errors)):
-            self.query_one(f"#trend-{key}", Sparkline).data = [float(v) for v in trend.values(now)]
+            values = [float(v) for v in trend.values(now)]
+            # Textual draws a single value as a full-height bar; one sample is a flat line so far
+            self.query_one(f"#trend-{key}", Sparkline).data = values * 2 if len(values) == 1 else values
             self.query_one(f"#now-{key}", Label).update(f"{trend.latest()} ({minutes})")

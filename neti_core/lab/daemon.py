@@ -306,10 +306,13 @@ class Lab:
         """Stop every agent and service, delete every namespace, then the state directory."""
         self.save(phase="stopping")
         hosts = [host.sim for host in list(self.hosts.values()) if host.sim is not None]
-        for sim in hosts:  # every agent stops at once: one by one, 40 agents took half a minute
-            sim.request_stop()
         for sim in hosts:
-            sim.cleanup()
+            sim.request_stop()
+        # Every host at once: each one's agent exit, portal poll (0.2 s) and metadata server poll
+        # (0.5 s) add up when done one by one (40 hosts took half a minute).
+        if hosts:
+            with ThreadPoolExecutor(max_workers=min(64, len(hosts)), thread_name_prefix="lab-stop") as pool:
+                list(pool.map(lambda sim: sim.cleanup(), hosts))
         if self.network is not None:
             self.network.close()
         self.moto.stop()
