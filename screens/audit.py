@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.text import Text
 from textual.binding import Binding
 
 from neti_core.fleet import FleetSnapshot
 from neti_core.revert_plan import shown
 from screens.cells import when
+from screens.context import context
+from screens.fit import Column
 from screens.listing import ListingScreen
 from screens.revert import RevertActions
 
-COLUMNS = (("seq", "SEQ"), ("when", "WHEN"), ("who", "WHO"), ("action", "ACTION"), ("target", "TARGET"),
-           ("change", "BEFORE → AFTER"), ("why", "WHY"))
+COLUMNS = (Column("seq", "SEQ"), Column("when", "WHEN", 2), Column("who", "WHO"), Column("action", "ACTION"),
+           Column("target", "TARGET", 1), Column("change", "BEFORE → AFTER"), Column("why", "WHY", 3))
 
 
 def short(value: Any, limit: int = 40) -> str:
@@ -32,6 +33,10 @@ class AuditScreen(RevertActions, ListingScreen):
         super().__init__()
         self._newest = -2
 
+    def on_resize(self) -> None:
+        self._newest = -2  # the BEFORE → AFTER width depends on the terminal's: redraw
+        self.show_rows(context(self).fleet, context(self).now())
+
     def selected_seq(self) -> int | None:
         table = self.table
         if not table.row_count:
@@ -46,10 +51,11 @@ class AuditScreen(RevertActions, ListingScreen):
         self._newest = newest
         summary = f"{len(snapshot.audit):,} most recent of {snapshot.audit_total:,} audit entries"
         self.summary.update(f"{summary} (audit/entry-<seq>)")
-        table = self.table
-        table.clear()
+        limit = 40 if self.app.size.width >= 120 else 16  # BEFORE → AFTER stays on an 80-column screen
+        rows = []
         for record in reversed(snapshot.audit):
             entry = record.entry
-            cells = (str(record.seq), when(entry.when), entry.who, entry.action, entry.target,
-                     f"{short(entry.before)} → {short(entry.after)}", entry.why or "-")
-            table.add_row(*(Text(cell, no_wrap=True) for cell in cells), key=str(record.seq))
+            change = f"{short(entry.before, limit)} → {short(entry.after, limit)}"
+            rows.append((str(record.seq), (str(record.seq), when(entry.when), entry.who, entry.action,
+                                           entry.target, change, entry.why or "-")))
+        self.fill(rows)

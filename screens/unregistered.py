@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
 from neti_core.fleet import FleetSnapshot
 from screens.cells import age
 from screens.context import context
+from screens.fit import Column
 from screens.host import HostScreen
 from screens.listing import ListingScreen
 
-COLUMNS = (("name", "NAME"), ("instance", "INSTANCE"), ("side", "SIDE"), ("private", "PRIVATE"),
-           ("public", "PUBLIC"), ("version", "NETI TAG"))
+COLUMNS = (Column("name", "NAME"), Column("instance", "INSTANCE"), Column("side", "SIDE"),
+           Column("private", "PRIVATE", 2), Column("public", "PUBLIC", 1), Column("version", "NETI TAG", 3))
 
 
 class UnregisteredScreen(ListingScreen):
@@ -50,12 +50,8 @@ class UnregisteredScreen(ListingScreen):
         if shown == self._shown:
             return
         self._shown = shown
-        table = self.table
-        table.clear()
-        for row in rows:
-            cells = (row.name or "-", row.key, row.side, row.private_ip or "-", row.public_ip or "-",
-                     row.version or "-")
-            table.add_row(*(Text(cell, no_wrap=True) for cell in cells), key=row.key)
+        self.fill([(row.key, (row.name or "-", row.key, row.side, row.private_ip or "-", row.public_ip or "-",
+                              row.version or "-")) for row in rows])
 
     def action_poll(self) -> None:
         context(self).poll_ec2_now()

@@ -130,3 +130,8 @@ def test_host_detail_at_terminal_sizes(snap_compare, console, mixed_fleet, size)
 @SIZES
 def test_phases_screen_at_terminal_sizes(snap_compare, console, mixed_fleet, size):
     assert snap_compare(snapshot_app(console), terminal_size=size, run_before=ready(mixed_fleet, "3", "down"))
+
+
+@SIZES
+def test_audit_screen_at_terminal_sizes(snap_compare, console, mixed_fleet, size):
+    assert snap_compare(snapshot_app(console), terminal_size=size, run_before=ready(mixed_fleet, "4"))
