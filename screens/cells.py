@@ -46,10 +46,12 @@ AGE_COLUMN = len(FLEET_COLUMNS) - 1
 
 def column_widths(rows: Iterable[tuple[Cell, ...]]) -> dict[str, int]:
     """The widest text of each fleet column over ``rows`` (what the table would need to show it)."""
-    widest = [0] * len(FLEET_COLUMNS)
-    for cells in rows:
-        for index, (text, _) in enumerate(cells):
-            widest[index] = max(widest[index], cell_len(text))
+    def width(text: str) -> int:
+        return len(text) if text.isascii() else cell_len(text)
+
+    columns = zip(*rows, strict=False)
+    widest = [max(map(width, (text for text, _ in column)), default=0) for column in columns]
+    widest += [0] * (len(FLEET_COLUMNS) - len(widest))
     return dict(zip(COLUMN_KEYS, widest, strict=True))
 
 
