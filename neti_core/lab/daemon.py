@@ -310,13 +310,17 @@ class Lab:
             sim.request_stop()
         # Every host at once: each one's agent exit, portal poll (0.2 s) and metadata server poll
         # (0.5 s) add up when done one by one (40 hosts took half a minute).
+        began = time.monotonic()
         if hosts:
             with ThreadPoolExecutor(max_workers=min(64, len(hosts)), thread_name_prefix="lab-stop") as pool:
                 list(pool.map(lambda sim: sim.cleanup(), hosts))
+        log.info("stopped %d hosts in %.1f s", len(hosts), time.monotonic() - began)
         if self.network is not None:
             self.network.close()
+        log.info("namespaces removed at %.1f s", time.monotonic() - began)
         self.moto.stop()
         self.zk.cleanup()
+        log.info("EC2 API and ZooKeeper stopped at %.1f s", time.monotonic() - began)
         self.stopped.set()
 
 
