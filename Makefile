@@ -33,6 +33,7 @@ bench: deps venv
 	$(BIN)/python bench/convergence.py --agents 20
 	$(BIN)/python bench/apply.py --members 1000
 	$(BIN)/python bench/console.py --hosts 10000
+	$(BIN)/python bench/lab_down.py --hosts 40
 
 lint: venv
 	$(BIN)/ruff check .
