@@ -98,3 +98,18 @@ async def test_when_the_operators_host_leaves_the_view_the_cursor_moves_to_a_nei
                    for m in messages), messages
         await pilot.press("up")
         assert key_under_cursor(app) == instance_id(2)
+
+
+@pilot_test
+async def test_a_click_chooses_the_host_too(console, seeder):
+    seeder.seed(6, start=10)
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen)
+                         and app.screen.table.row_count == 6 and app.screen.settled)
+        screen: FleetScreen = app.screen
+        await pilot.click("#fleet", offset=(8, 4))  # the header is line 0: the fourth row
+        await wait_until(pilot, lambda: screen.table.chosen_key == instance_id(13), what="host 13 chosen")
+        seeder.add_member(1)  # sorts first: every row moves down one
+        await wait_until(pilot, lambda: screen.table.row_count == 7 and screen.settled)
+        assert key_under_cursor(app) == instance_id(13) and screen.table.cursor_row == 4
