@@ -53,6 +53,14 @@ async def test_at_80_columns_the_key_columns_are_shown_and_the_rest_come_back_at
         for line in str(header.render()).splitlines():
             assert Text.from_markup(line).cell_len <= 78, line
 
+        await pilot.resize_terminal(120, 40)
+        await wait_until(pilot, lambda: "overlay" in {c.value for c in screen.table.columns},
+                         what="more columns at 120")
+        assert {column.value for column in screen.table.columns} >= KEY_COLUMNS
+        assert screen.table.virtual_size.width <= 120
+        for line in str(header.render()).splitlines():
+            assert Text.from_markup(line).cell_len <= 118, line
+
         await pilot.resize_terminal(200, 50)
         await wait_until(pilot, lambda: len(screen.table.columns) == len(FLEET_COLUMNS), what="all columns")
         await pilot.resize_terminal(80, 24)
