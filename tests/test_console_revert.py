@@ -66,3 +66,19 @@ async def test_a_revert_is_refused_after_a_newer_change_and_the_console_says_who
         assert f"it is off, not on (changed by bob at 2023-11-14 22:13:20Z, entry {newer})" in message
         assert not isinstance(app.screen, RevertScreen)
         assert newest_entry(zk, zk_paths)[0] == newer, "nothing written"
+
+
+@pilot_test
+async def test_a_read_only_console_offers_no_undo(console, seeder, zk, zk_paths):
+    seeder.seed(1)
+    FleetControl(zk, zk_paths, "alice", clock=lambda: FIXED_NOW).set_maxchange(30)
+    app = console(readonly=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        await wait_until(pilot, lambda: isinstance(app.screen, AuditScreen)
+                         and app.screen.table.row_count == 1)
+        assert "revert" not in {active.binding.action for active in app.screen.active_bindings.values()}
+        await pilot.press("u")
+        await pilot.pause(0.5)
+        assert not isinstance(app.screen, RevertScreen)
+        assert zk.get(zk_paths.maxchange)[0] == b"30"
