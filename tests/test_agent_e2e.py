@@ -117,12 +117,14 @@ def test_half_the_members_vanishing_trips_the_guard_and_nothing_is_removed(agent
     status = wait_for(lambda: (s := agent_fleet.status(a)) and s.guard and s, timeout=30, what="guard")
     assert status.guard.blocked_removals == 2 and status.guard.maxchange == 1
     assert status.members == 4
+    assert "neti_guard_blocked_removals 2.0" in _http_get(a, "/metrics")[1]  # NetiGuardTripped reads it
     # Nothing removed: c (its agent dead, its host alive) still gets through a's reject_all.
     assert connect_from(c.ns, overlay_a) == str(c.address)
     # An operator raises maxchange: the removals go through and the guard clears.
     agent_fleet.zk.set(agent_fleet.paths.maxchange, b"5")
     wait_for(lambda: (s := agent_fleet.status(a)) and s.guard is None and s.members == 2, timeout=30,
              what="guard cleared")
+    assert "neti_guard_blocked_removals 0.0" in _http_get(a, "/metrics")[1]
     assert connect_from(c.ns, overlay_a) is None
     assert connect_from(b.ns, overlay_a) == str(b.address)
 
@@ -192,6 +194,10 @@ def test_healthz_and_prometheus_metrics_on_localhost(agent_fleet):
     _, metrics = _http_get(a, "/metrics")
     assert "neti_members 2.0" in metrics
     assert "neti_syncs_total" in metrics and "neti_sync_duration_seconds_bucket" in metrics
+    # what the alert rules read (conf/prometheus/neti-alerts.yml): the membership applied, removals held
+    version = agent_fleet.status(a).membership_version
+    assert f"neti_membership_version_applied {float(version)}" in metrics
+    assert "neti_guard_blocked_removals 0.0" in metrics
     # Cut ZooKeeper: the agent says it is unhealthy (and keeps its rules).
     a.host.shell("iptables", "-w", "-I", "OUTPUT", "-o", "lo", "-p", "tcp", "--dport", "2181", "-j", "DROP")
     wait_for(lambda: _http_get(a, "/healthz")[0] == 503, timeout=20, what="unhealthy without ZooKeeper")
