@@ -19,7 +19,7 @@ _HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 _ZK_NODE = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 _IPSET_NAME = re.compile(r"[A-Za-z0-9_-]{1,24}")  # ipset names: at most 31 chars, leave room for suffix
-_BACKENDS = ("auto", "restore", "iptc", "recording")
+_BACKENDS = ("auto", "nft", "restore", "iptc", "recording")
 # The smallest overlay subnet that still leaves room for a fleet: a /30 has 2 usable addresses.
 _MAX_OVERLAY_PREFIX = 30
 
