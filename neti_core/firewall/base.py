@@ -5,7 +5,7 @@ Interface, as the agent uses it::
     from neti_core.rules import build_ruleset
     from neti_core.firewall.base import make_backend, FirewallError
 
-    backend = make_backend(config)              # firewall_backend: auto | restore | iptc | recording
+    backend = make_backend(config)              # firewall_backend: auto | nft | restore | iptc | recording
     backend.describe()                          # e.g. "restore (iptables-nft)"; .detection says why
     desired = build_ruleset(side, members, config, reject_all)   # pure; desired.hash: 16 hex chars
     result = backend.apply(desired)             # ApplyResult: mode full|delta|noop|..., seconds, summary
@@ -97,6 +97,7 @@ class FirewallBackend(ABC):
         self.ipset_name = ipset_name
         self.detection: Detection | None = None
         self._applied: RuleSet | None = None
+        self._retired = False
         self._lock = threading.RLock()
 
     # -- what subclasses implement -------------------------------------------------------------
@@ -115,6 +116,30 @@ class FirewallBackend(ABC):
     @abstractmethod
     def _flush(self, live: LiveState) -> None:
         """Remove the objects in ``live``."""
+
+    def _retire_others(self) -> list[str]:
+        """Remove the Neti objects another backend left (a host switching backends); lines of what."""
+        from neti_core.firewall.nft_backend import retire_native_table
+
+        retire_native_table()
+        return []
+
+    def _full_text(self, desired: RuleSet, live: LiveState) -> tuple[str, str]:
+        """What a full sync would feed the kernel, for ``plan --commands``: (heading, text)."""
+        return ("iptables-restore --noflush input of a full sync",
+                render_iptables_full(desired, live.jumps, stale_chains(live, desired)))
+
+    def _full(self, desired: RuleSet, live: LiveState | None) -> list[str]:
+        """A full sync, then (once per backend object) the removal of another backend's objects.
+
+        The removal comes after the commit so the host is never without Neti's rules.
+        """
+        self._apply_full(desired, live)
+        if self._retired:
+            return []
+        removed = self._retire_others()
+        self._retired = True
+        return removed
 
     def describe(self) -> str:
         return self.name
@@ -139,8 +164,8 @@ class FirewallBackend(ABC):
             started = time.perf_counter()
             previous, self._applied = self._applied, None
             if full or previous is None:
-                self._apply_full(desired, None)
-                mode, summary = "full", diff(None, desired).summary()
+                retired = self._full(desired, None)
+                mode, summary = "full", diff(None, desired).summary() + retired
             else:
                 change = diff(previous, desired)
                 summary = change.summary()
@@ -152,7 +177,7 @@ class FirewallBackend(ABC):
                         mode = "delta"
                     except FirewallApplyError as exc:
                         summary = [*summary, f"delta refused ({exc}); full sync instead"]
-                        self._apply_full(desired, None)
+                        summary += self._full(desired, None)
                         mode = "full-after-failed-delta"
             self._applied = desired
             return ApplyResult(mode, desired.hash, time.perf_counter() - started, tuple(summary))
@@ -182,7 +207,7 @@ class FirewallBackend(ABC):
                 self._applied = desired
                 return ApplyResult("noop", desired.hash, time.perf_counter() - started)
             self._applied = None
-            self._apply_full(desired, live)
+            self._full(desired, live)
             self._applied = desired
             self.verify(desired)
             return ApplyResult("repair", desired.hash, time.perf_counter() - started,
@@ -200,8 +225,9 @@ class FirewallBackend(ABC):
         lines.append(f"  {len(found.items)} difference(s) would be fixed:")
         lines += [f"  - {item}" for item in found.items]
         if commands:
-            text = render_iptables_full(desired, live.jumps, stale_chains(live, desired)).splitlines()
-            lines.append("  iptables-restore --noflush input of a full sync:")
+            heading, full_text = self._full_text(desired, live)
+            text = full_text.splitlines()
+            lines.append(f"  {heading}:")
             lines += [f"    {line}" for line in text[:_PLAN_COMMAND_LINES]]
             if len(text) > _PLAN_COMMAND_LINES:
                 lines.append(f"    … {len(text) - _PLAN_COMMAND_LINES} more lines")
@@ -246,8 +272,10 @@ def make_backend(config: NetiConfig, *, netns: str | None = None,
                  record_path: Path | None = None) -> FirewallBackend | NamespacedBackend:
     """The backend ``config.firewall_backend`` asks for; ``auto`` follows the host's iptables flavour.
 
-    ``auto``: nft hosts get ``restore`` with iptables-nft (python-iptables cannot write nft tables);
-    legacy hosts get ``AUTO_LEGACY_BACKEND``. An explicit ``iptc`` on a host whose rules live in
+    ``auto``: the native ``nft`` backend where the kernel has nf_tables, ``nft`` is installed and
+    Neti's chains are not in legacy iptables; otherwise nft hosts get ``restore`` with
+    iptables-nft (python-iptables cannot write nft tables) and legacy hosts
+    ``AUTO_LEGACY_BACKEND``. An explicit ``iptc`` on a host whose rules live in
     nft raises BackendConflictError rather than splitting the rules across the two. With
     ``netns`` the backend is wrapped in a NamespacedBackend (detection runs inside the namespace).
     """
@@ -272,7 +300,12 @@ def _construct(choice: str, detection: Detection, ipset_name: str) -> FirewallBa
     from neti_core.firewall.restore import RestoreBackend
 
     if choice == "auto":
-        choice = "restore" if detection.mode == "nft" else AUTO_LEGACY_BACKEND
+        choice = "nft" if detection.native else (
+            "restore" if detection.mode == "nft" else AUTO_LEGACY_BACKEND)
+    if choice == "nft":
+        from neti_core.firewall.nft_backend import NftBackend
+
+        return NftBackend(ipset_name)
     if choice == "restore":
         return RestoreBackend(ipset_name, flavour=detection.mode)
     if choice == "iptc":

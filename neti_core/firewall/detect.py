@@ -30,6 +30,9 @@ class Detection:
     nft_rules: int | None
     legacy_rules: int | None
     system_mode: str | None
+    # Whether the native nft backend can run here (`auto` prefers it), and why or why not.
+    native: bool = False
+    native_reason: str = "not checked"
 
 
 def decide(nft_rules: int | None, legacy_rules: int | None, system_mode: str | None) -> Detection:

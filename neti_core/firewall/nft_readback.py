@@ -13,7 +13,7 @@ map rule; without that rule no element is in force, and none is shown.
 from __future__ import annotations
 
 import json
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Network
 from typing import Any
 
 from neti_core.confvalues import PortRange
@@ -131,7 +131,8 @@ def _dnat_specs(entry: dict[str, Any] | None) -> list[str]:
     specs = []
     for element in entry.get("elem", ()):
         if isinstance(element, list) and len(element) == 2 and all(isinstance(v, str) for v in element):
-            specs.append(f"-d {IPv4Address(element[0])}/32 -j DNAT --to-destination {IPv4Address(element[1])}")
+            # nft prints canonical dotted quads, the text the wanted specs hold.
+            specs.append(f"-d {element[0]}/32 -j DNAT --to-destination {element[1]}")
         else:
             specs.append("nft map element " + json.dumps(element, sort_keys=True))
     return specs

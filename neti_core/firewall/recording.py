@@ -78,6 +78,9 @@ class RecordingBackend(FirewallBackend):
                 merged.jumps[key] = list(specs)
         return merged
 
+    def _retire_others(self) -> list[str]:
+        return []  # no kernel, so no other backend's objects
+
     def _read(self, ipset_name: str) -> LiveState:
         state = copy.deepcopy(self.state)
         if ipset_name not in state.sets:
