@@ -269,7 +269,7 @@ def test_backend_in_a_process_started_with_ip_netns_exec(fw_ns: Namespace, tmp_p
         "rs = build_ruleset(Side.EC2, [m], NetiConfig(), True)\n"
         "backend.apply(rs); backend.verify(rs)\n"
         "print(backend.describe())\n")
-    out = fw_ns.run([sys.executable, str(script), "auto"]).stdout
+    out = fw_ns.run([sys.executable, str(script), "restore"]).stdout
     assert out.strip() == "restore (iptables-nft)"  # Debian 12: iptables is nft, no rules yet
     assert "-A INPUT -j NETI-INPUT" in fw_ns.run(["iptables-nft-save"]).stdout
 

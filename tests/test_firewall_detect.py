@@ -10,7 +10,7 @@ import pytest
 
 from neti_core.config import NetiConfig
 from neti_core.firewall.base import BackendConflictError, FirewallUnavailableError, make_backend
-from neti_core.firewall.detect import decide, detect, system_mode
+from neti_core.firewall.detect import decide, detect, native_nft, system_mode
 from neti_core.firewall.recording import RecordingBackend
 from neti_core.lab.netns import Namespace
 from neti_core.members import Member, Side
@@ -51,17 +51,24 @@ def test_detect_in_a_namespace_follows_its_rules(fw_ns: Namespace) -> None:
     assert fw_ns.run(["cat", "/proc/net/ip_tables_names"]).stdout == ""  # detection created nothing
     fw_ns.run(["iptables-legacy", "-A", "INPUT", "-s", "192.0.2.1", "-j", "DROP"])
     assert fw_ns.call(detect).mode == "legacy"
-    assert type(fw_ns.call(make_backend, NetiConfig())).__name__ == "IptcBackend"
+    # Another tool's legacy rules do not keep auto off nft (Neti's own table runs beside them)...
+    assert type(fw_ns.call(make_backend, NetiConfig())).__name__ == "NftBackend"
+    # ... but where nft cannot be used, auto follows the legacy rules.
+    assert type(fw_ns.call(make_backend, NetiConfig(firewall_backend="iptc"))).__name__ == "IptcBackend"
     restore = fw_ns.call(make_backend, NetiConfig(firewall_backend="restore"))
     assert restore.describe() == "restore (iptables-legacy)"  # never splits across flavours
 
 
 @pytest.mark.netns
-def test_auto_on_an_nft_host_is_restore_and_explicit_iptc_is_refused(fw_ns: Namespace) -> None:
+def test_auto_on_an_nft_host_is_nft_restore_follows_the_flavour_and_iptc_is_refused(
+        fw_ns: Namespace) -> None:
     fw_ns.run(["iptables-nft", "-A", "INPUT", "-s", "192.0.2.1", "-j", "DROP"])
     backend = fw_ns.call(make_backend, NetiConfig())
-    assert backend.describe() == "restore (iptables-nft)"
-    assert backend.detection.reason == "1 rules in nft, none in legacy"
+    assert backend.describe() == "nft (table ip neti)"
+    assert backend.detection.native_reason == "the kernel has nf_tables and nft is installed"
+    restore = fw_ns.call(make_backend, NetiConfig(firewall_backend="restore"))
+    assert restore.describe() == "restore (iptables-nft)"
+    assert restore.detection.reason == "1 rules in nft, none in legacy"
     with pytest.raises(BackendConflictError, match="legacy tables"):
         fw_ns.call(make_backend, NetiConfig(firewall_backend="iptc"))
 
@@ -74,7 +81,17 @@ def test_make_backend_with_netns_runs_everything_inside(fw_ns: Namespace) -> Non
         backend.verify(RS0)
     finally:
         backend.close()
-    assert "-A INPUT -j NETI-INPUT" in fw_ns.run(["iptables-save"]).stdout
+    assert "jump NETI-INPUT" in fw_ns.run(["nft", "list", "chain", "ip", "neti", "INPUT"]).stdout
+
+
+@pytest.mark.parametrize(("works", "in_legacy", "native", "why"), [
+    (None, False, True, "the kernel has nf_tables and nft is installed"),
+    (None, True, False, "Neti's chains are in legacy iptables"),
+    ("nft is not installed", False, False, "nft is not installed"),
+    ("nft list tables: Operation not supported", False, False, "nft list tables: Operation not supported"),
+])
+def test_auto_takes_nft_only_where_it_runs_and_neti_is_not_in_legacy(works, in_legacy, native, why) -> None:
+    assert native_nft(works, in_legacy) == (native, why)
 
 
 def test_recording_backend_records_what_a_kernel_backend_would_run(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ BASE = NetiConfig(
     open_ports=(PortRange(8080, 8080),),
     vpc_private_range=IPv4Network("10.20.0.0/16"),
 )
-BACKENDS = ["restore", "iptc"]
+BACKENDS = ["restore", "iptc", "nft"]
 
 
 class Fleet:

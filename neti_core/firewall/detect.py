@@ -107,6 +107,40 @@ def legacy_tables_exist() -> bool:
     return bool(legacy_table_names())
 
 
+def native_nft(nft_works: str | None, neti_in_legacy: bool) -> tuple[bool, str]:
+    """Pure: whether ``auto`` takes the nft backend, given whether ``nft`` runs (None: it does,
+    else why not) and whether Neti's chains are in legacy iptables (then the legacy backends keep
+    the host: moving it off legacy is an operator's choice of backend, not auto's)."""
+    if nft_works is not None:
+        return False, nft_works
+    if neti_in_legacy:
+        return False, "Neti's chains are in legacy iptables"
+    return True, "the kernel has nf_tables and nft is installed"
+
+
+def nft_works() -> str | None:
+    """None when ``nft list tables`` runs here (kernel nf_tables and the tool), else why not."""
+    if shutil.which("nft") is None:
+        return "nft is not installed"
+    try:
+        result = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, timeout=_TIMEOUT)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"nft does not run: {exc}"
+    return None if result.returncode == 0 else f"nft list tables: {result.stderr.strip()[:200]}"
+
+
+def neti_chains_in_legacy(names: set[str] | None) -> bool:
+    """Whether legacy iptables holds a NETI chain (read only where legacy tables already exist)."""
+    if not names or shutil.which("iptables-legacy-save") is None:
+        return False
+    try:
+        out = subprocess.run(["iptables-legacy-save"], capture_output=True, text=True,
+                             timeout=_TIMEOUT).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return ":NETI-" in out
+
+
 def detect() -> Detection:
     """Detect the flavour of the calling thread's network namespace.
 
@@ -125,4 +159,5 @@ def detect() -> Detection:
     detection = decide(nft, legacy, system_mode())
     if names is None and legacy is not None:
         detection = replace(detection, reason=f"{detection.reason}; {UNREADABLE_NAMES}")
-    return detection
+    native, why = native_nft(nft_works(), neti_chains_in_legacy(names))
+    return replace(detection, native=native, native_reason=why)
