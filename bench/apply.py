@@ -1,6 +1,6 @@
 """Apply N members with each firewall backend and with the raw tools, in a throw-away namespace.
 
-    python bench/apply.py --members 10000 [--repeat 5] [--backends restore,iptc,restore-legacy]
+    python bench/apply.py --members 10000 [--repeat 5] [--backends restore,iptc,restore-legacy,nft]
 
 Creates a network namespace, re-runs itself inside it (``ip netns exec``, as the agent runs), and
 deletes it afterwards. For each backend it measures, as medians of ``--repeat`` runs:
@@ -12,8 +12,10 @@ deletes it afterwards. For each backend it measures, as medians of ``--repeat`` 
 
 and the same operations done by the raw tools on the identical text in the same run
 (``iptables-{nft,legacy}-restore --noflush`` and ``ipset -exist restore``; for the drift check,
-``iptables-save`` + ``ipset save`` alone), with the ratios. One JSON line per backend, the last
-lines printed. Needs root.
+``iptables-save`` + ``ipset save`` alone; for ``nft``, ``nft -f`` of the identical script and
+``nft -j list table``), with the ratios. One JSON line per backend, the last lines printed; the nft
+line's ``goals_met`` also holds issue 16's "faster than restore" for full sync and delta, from the
+restore line of the same run. Needs root.
 """
 
 from __future__ import annotations
@@ -26,13 +28,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from neti_core.config import NetiConfig
 from neti_core.firewall.base import FirewallBackend
+from neti_core.firewall.nft_render import render_nft_delta, render_nft_full
 from neti_core.lab.netns import temporary_namespace
 from neti_core.members import Member, Side
 from neti_core.render import (
@@ -58,6 +63,10 @@ def members(count: int, offset: int = 0) -> list[Member]:
 
 
 def backend_for(kind: str) -> FirewallBackend:
+    if kind == "nft":
+        from neti_core.firewall.nft_backend import NftBackend
+
+        return NftBackend("ec2_whitelist")
     if kind == "iptc":
         from neti_core.firewall.iptc_backend import IptcBackend
 
@@ -83,20 +92,31 @@ def median(values: list[float]) -> float:
     return round(statistics.median(values), 2)
 
 
+def raw_tools(kind: str, flavour: str, rs0: RuleSet, rs1: RuleSet) -> RawTools:
+    """The raw tools' inputs for ``kind``: the identical text the backend feeds the kernel."""
+    if kind == "nft":
+        script = render_nft_full(rs0)
+        deltas = [render_nft_delta(c) or "" for c in (diff(rs0, rs1), diff(rs1, rs0))]
+        return RawTools(lambda text: run(["nft", "-f", "-"], text), script, script, deltas,
+                        lambda: run(["nft", "-j", "list", "table", "ip", "neti"]))
+    restore, save = f"iptables-{flavour}-restore", f"iptables-{flavour}-save"
+    jumps = {(j.table, j.chain): [j.rule.spec()] for j in rs0.jumps}
+    ipset_full = render_ipset_full(rs0)
+
+    def apply(pair: tuple[str, str]) -> None:
+        run(["ipset", "-exist", "restore"], pair[0])
+        run([restore, "--noflush", "-w", "10"], pair[1])
+
+    changes = [(render_ipset_delta(c.new.ipset_name, c.ipset_add, c.ipset_del), render_iptables_delta(c))
+               for c in (diff(rs0, rs1), diff(rs1, rs0))]
+    return RawTools(apply, (ipset_full, render_iptables_full(rs0)),
+                    (ipset_full, render_iptables_full(rs0, jumps)), changes,
+                    lambda: (run([save]), run(["ipset", "save"])))
+
+
 def bench_backend(kind: str, rs0: RuleSet, rs1: RuleSet, repeat: int) -> dict[str, object]:
     backend = backend_for(kind)
-    flavour = getattr(backend, "flavour", "nft")
-    restore, save = f"iptables-{flavour}-restore", f"iptables-{flavour}-save"
-    # The raw tools get the identical text.
-    jumps = {(j.table, j.chain): [j.rule.spec()] for j in rs0.jumps}
-    text_first, text_full = render_iptables_full(rs0), render_iptables_full(rs0, jumps)
-    ipset_full = render_ipset_full(rs0)
-    changes = [(c, render_ipset_delta(c.new.ipset_name, c.ipset_add, c.ipset_del), render_iptables_delta(c))
-               for c in (diff(rs0, rs1), diff(rs1, rs0))]
-
-    def raw_apply(ipset_text: str, iptables_text: str) -> None:
-        run(["ipset", "-exist", "restore"], ipset_text)
-        run([restore, "--noflush", "-w", "10"], iptables_text)
+    raw = raw_tools(kind, getattr(backend, "flavour", "nft"), rs0, rs1)
 
     first, full, delta, drift = [], [], [], []
     raw_first, raw_full, raw_delta, raw_read = [], [], [], []
@@ -111,11 +131,11 @@ def bench_backend(kind: str, rs0: RuleSet, rs1: RuleSet, repeat: int) -> dict[st
         found = backend.drift(rs0)
         assert not found, f"{kind}: drift after apply:\n{found}"
         backend.flush()
-        raw_first.append(timed(lambda: raw_apply(ipset_full, text_first)))
-        raw_full.append(timed(lambda: raw_apply(ipset_full, text_full)))
-        for _change, ipset_text, iptables_text in changes:
-            raw_delta.append(timed(lambda i=ipset_text, t=iptables_text: raw_apply(i, t)))
-        raw_read.append(timed(lambda: (run([save]), run(["ipset", "save"]))))
+        raw_first.append(timed(lambda: raw.apply(raw.first)))
+        raw_full.append(timed(lambda: raw.apply(raw.full)))
+        for change in raw.deltas:
+            raw_delta.append(timed(lambda c=change: raw.apply(c)))
+        raw_read.append(timed(raw.read))
         backend.forget()
     backend.flush()
     result: dict[str, object] = {
@@ -138,6 +158,26 @@ def bench_backend(kind: str, rs0: RuleSet, rs1: RuleSet, repeat: int) -> dict[st
     return result
 
 
+@dataclass(frozen=True)
+class RawTools:
+    """How the raw tools apply a text, the texts (first install, full, the two deltas) and a read."""
+
+    apply: Callable[[Any], None]
+    first: Any
+    full: Any
+    deltas: list[Any]
+    read: Callable[[], object]
+
+
+def against_restore(nft: dict[str, Any], restore: dict[str, Any] | None) -> None:
+    """Issue 16: the nft backend's full sync and delta beat the restore backend's, same run."""
+    if restore is None:
+        return
+    nft["restore_full_sync_ms"], nft["restore_delta_ms"] = restore["full_sync_ms"], restore["delta_ms"]
+    nft["goals_met"] |= {"full_faster_than_restore": nft["full_sync_ms"] < restore["full_sync_ms"],
+                         "delta_faster_than_restore": nft["delta_ms"] < restore["delta_ms"]}
+
+
 def inner(args: argparse.Namespace) -> None:
     fleet = members(args.members)
     config = NetiConfig()
@@ -148,15 +188,20 @@ def inner(args: argparse.Namespace) -> None:
     build_ms = timed(lambda: build_ruleset(Side.EC2, fleet, config, True).hash)
     print(f"# {args.members} members: building the RuleSet and its hash takes {build_ms:.1f} ms",
           file=sys.stderr)
-    for kind in args.backends.split(","):
-        print(json.dumps(bench_backend(kind, rs0, rs1, args.repeat)), flush=True)
+    kinds = args.backends.split(",")
+    results: dict[str, dict[str, Any]] = {}
+    for kind in [k for k in kinds if k != "nft"] + [k for k in kinds if k == "nft"]:
+        results[kind] = bench_backend(kind, rs0, rs1, args.repeat)
+        if kind == "nft":
+            against_restore(results[kind], results.get("restore"))
+        print(json.dumps(results[kind]), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--members", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--backends", default="restore,iptc,restore-legacy")
+    parser.add_argument("--backends", default="restore,iptc,restore-legacy,nft")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inner:
