@@ -73,6 +73,15 @@ def messages(report: dict, state: int) -> list[str]:
 
 @pytest.fixture
 def host(as_root, zk, zk_paths, zk_server, tmp_path):
+    yield from _host(zk, zk_paths, zk_server, tmp_path, "restore")
+
+
+@pytest.fixture
+def nft_host(as_root, zk, zk_paths, zk_server, tmp_path):
+    yield from _host(zk, zk_paths, zk_server, tmp_path, "nft")
+
+
+def _host(zk, zk_paths, zk_server, tmp_path, backend: str):
     name = f"neti-t7c-{uuid.uuid4().hex[:6]}"
     netns.create(name)
     health_state = {"healthy": True}
@@ -80,7 +89,7 @@ def host(as_root, zk, zk_paths, zk_server, tmp_path):
                           lambda: (health_state["healthy"], {"zookeeper": "CONNECTED"})).start()
     raw = {"zk_prefix": zk_paths.prefix, "zk_hosts": {"vpc": [zk_server.hosts]}, "reject_all": True,
            "open_ports": [80], "ssh_whitelist": ["10.0.0.0/8"], "ipset_name": "neti_t7",
-           "metrics_address": "127.0.0.1", "metrics_port": server.port, "firewall_backend": "restore"}
+           "metrics_address": "127.0.0.1", "metrics_port": server.port, "firewall_backend": backend}
     path = tmp_path / "neti.yml"
     path.write_text(yaml.safe_dump(raw))
     made = Host(name, raw, str(path), zk=zk, paths=zk_paths, health=health_state)
@@ -107,6 +116,31 @@ def test_check_is_critical_while_input_does_not_drop_and_ok_once_it_does(host, c
     assert status == OK, report
     assert any("INPUT drops strangers" in m and "NETI-INPUT" in m for m in messages(report, OK))
     assert any("live rules are the applied ruleset" in m for m in messages(report, OK))
+
+
+@pytest.mark.netns
+def test_check_on_nft_counts_every_table_at_the_hook_and_sees_drift_in_netis_table(nft_host, capsys):
+    host = nft_host
+    host.agent_applies(reject_all=True)
+    host.iptables("-I", "INPUT", "1", "-i", "eth0", "-j", "ACCEPT")  # another table's accept
+    status, report = host.check(capsys)
+    assert status == OK, report  # ... does not undo the drop in Neti's own table
+    assert any("INPUT drops strangers" in m and "table ip neti: dropped by INPUT rule 1" in m
+               for m in messages(report, OK))
+    assert any("live rules are the applied ruleset" in m for m in messages(report, OK))
+
+    netns.run(host.ns, ["nft", "delete", "rule", "ip", "neti", "NETI-INPUT", "handle",
+                        _handle_of_last_rule(host.ns, "NETI-INPUT")])  # Neti's final drop
+    status, report = host.check(capsys)
+    assert status == CRITICAL
+    found = " | ".join(messages(report, CRITICAL))
+    assert "INPUT does not drop strangers while reject_all expected true (config)" in found
+    assert "filter NETI-INPUT: 1 rules missing from the end, first '-j DROP'" in found
+
+
+def _handle_of_last_rule(ns: str, chain: str) -> str:
+    listing = json.loads(netns.run(ns, ["nft", "-j", "list", "chain", "ip", "neti", chain]).stdout)
+    return str([e["rule"]["handle"] for e in listing["nftables"] if "rule" in e][-1])
 
 
 @pytest.mark.netns

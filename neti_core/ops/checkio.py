@@ -23,7 +23,7 @@ from neti_core.ops.check import (
     fetch_health,
     health_target,
 )
-from neti_core.ops.iptsave import parse_save, stranger_verdict
+from neti_core.ops.iptsave import SavedTable, every_hook_verdict, parse_save, stranger_verdict
 from neti_core.schema import AgentStatus, FleetDefaults, RejectAllOverride, effective_reject_all
 
 if TYPE_CHECKING:
@@ -41,12 +41,15 @@ def gather(config: NetiConfig, args: argparse.Namespace) -> list[Finding]:
     if instance_id is not None:
         status, expected, status_read = _read_zookeeper(config, args, instance_id, side, findings)
     try:
-        live, filter_text = read_kernel(config, args.netns)
+        live, filter_text, native = read_kernel(config, args.netns)
     except (NetiError, OSError, subprocess.SubprocessError) as exc:
         findings.append(Finding(UNKNOWN, "firewall", f"cannot read the firewall: {exc}"))
     else:
         filter_table = parse_save(filter_text).get("filter")
-        if filter_table is None:
+        if native:
+            verdict = every_hook_verdict(native_table(live), filter_table)
+            findings += evaluate_reject_all(expected, status, verdict)
+        elif filter_table is None:
             findings.append(Finding(UNKNOWN, "firewall", "iptables-save printed no filter table"))
         else:
             findings += evaluate_reject_all(expected, status, stranger_verdict(filter_table))
@@ -132,8 +135,16 @@ def _read_documents(client: KazooClient, config: NetiConfig, instance_id: str,
     return (status if isinstance(status, AgentStatus) else None), Expected(value, source)
 
 
-def read_kernel(config: NetiConfig, netns: str | None) -> tuple[LiveState, str]:
-    """Neti's objects through the backend's read-back, and the whole filter table's save text."""
+def native_table(live: LiveState) -> SavedTable:
+    """Neti's nft table (as the nft backend reads it back) as the input chains the walk follows."""
+    chains = {name: list(specs) for (table, name), specs in live.chains.items() if table == "filter"}
+    chains["INPUT"] = list(live.jumps.get(("filter", "INPUT"), []))
+    return SavedTable(chains=chains)
+
+
+def read_kernel(config: NetiConfig, netns: str | None) -> tuple[LiveState, str, bool]:
+    """Neti's objects through the backend's read-back, the whole filter table's save text, and
+    whether the backend is nft (Neti's own table, so every table's verdict counts)."""
     from neti_core.firewall.base import FirewallUnavailableError, make_backend
 
     if config.firewall_backend == "recording":
@@ -142,6 +153,7 @@ def read_kernel(config: NetiConfig, netns: str | None) -> tuple[LiveState, str]:
     try:
         live = backend.read()
         mode = backend.detection.mode
+        native = backend.name == "nft"
     finally:
         close = getattr(backend, "close", None)
         if callable(close) and netns is not None:
@@ -152,4 +164,4 @@ def read_kernel(config: NetiConfig, netns: str | None) -> tuple[LiveState, str]:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT)
     if result.returncode != 0:
         raise FirewallUnavailableError(f"{' '.join(argv)}: {result.stderr.strip()[:300]}")
-    return live, result.stdout
+    return live, result.stdout, native

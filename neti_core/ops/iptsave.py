@@ -143,3 +143,20 @@ def _walk(table: SavedTable, chain: str, depth: int, path: list[str]) -> Verdict
             if goto and unconditional:
                 return inner
     return None
+
+
+def every_hook_verdict(neti: SavedTable, others: SavedTable | None) -> Verdict:
+    """The verdict on a host where Neti has its own nftables table (the nft backend).
+
+    The kernel runs every base chain registered at the input hook, Neti's table and the iptables
+    ``filter`` table alike: an ACCEPT ends only its own chain, a DROP ends the packet. So a stranger
+    is dropped when either drops it, and another tool's ACCEPT cannot undo Neti's drop.
+    """
+    ours = stranger_verdict(neti)
+    if ours.drops:
+        return Verdict(True, f"table ip neti: {ours.reason}")
+    theirs = (stranger_verdict(others) if others is not None
+              else Verdict(False, "no iptables filter table"))
+    if theirs.drops:
+        return Verdict(True, f"iptables filter: {theirs.reason}")
+    return Verdict(False, f"table ip neti: {ours.reason}; iptables filter: {theirs.reason}")
