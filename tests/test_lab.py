@@ -49,6 +49,8 @@ def test_lab_up_converges_connects_across_sides_and_down_leaves_nothing(lab_env)
     assert (status["agents"], status["in_sync"], status["instances"], status["mode"]) == (4, 4, 5, "netns")
     hosts = {h["name"]: h for h in status["hosts"]}
     assert hosts["legacy-005"]["agent"] is False
+    # The lab's hosts run the native nft backend (auto on this kernel): Neti's own table.
+    assert {h["backend"] for h in status["hosts"] if h["agent"]} == {"nft"}
     ec2 = next(h for h in status["hosts"] if h["agent"] and h["side"] == "ec2")
     vpc = next(h for h in status["hosts"] if h["agent"] and h["side"] == "vpc")
     echo = subprocess.Popen(["ip", "netns", "exec", vpc["netns"], sys.executable, "-c",

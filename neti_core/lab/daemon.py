@@ -262,6 +262,10 @@ class Lab:
         assert sim is not None
         if sim.netns is None:
             return {"ok": False, "error": "breaking rules needs the kernel: run the lab as root"}
+        # Lab hosts run the nft backend (auto on this kernel); a host configured for an iptables
+        # backend has the chain and the ipset instead. Each command fails harmlessly on the other.
+        sim.shell("nft", "flush", "chain", "ip", "neti", "NETI-INPUT")
+        sim.shell("nft", "flush", "set", "ip", "neti", "ec2_whitelist")
         sim.shell("iptables", "-w", "-F", "NETI-INPUT")
         sim.shell("ipset", "flush", "ec2_whitelist")
         return {"message": f"{name}: flushed NETI-INPUT and the member set; watch drift repair "
