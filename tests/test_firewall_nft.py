@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
+from neti_core.config import PortRange
 from neti_core.firewall.base import FirewallApplyError
 from neti_core.lab.netns import Namespace
 from neti_core.members import Side
@@ -232,3 +235,17 @@ def test_auto_picks_nft_and_keeps_a_host_whose_neti_chains_are_legacy(
     assert out == "iptc (python-iptables, legacy tables) | Neti's chains are in legacy iptables"
     iptc.flush()
     iptc.close()
+
+
+def test_every_rule_shape_reads_back_as_written(fw_ns: Namespace) -> None:
+    """Port ranges, the VPC range on the VPC side and nat_overrides survive the JSON round trip."""
+    config = replace(CONFIG, open_ports=(PortRange(80, 80), PortRange(1000, 2000)),
+                     nat_overrides={IPv4Address("192.168.0.2"): IPv4Address("203.0.113.9")})
+    desired = build_ruleset(Side.VPC, fleet(5), config, True)
+    backend = make_backend_in("nft", fw_ns)
+    backend.apply(desired)
+    backend.verify(desired)
+    assert "ip saddr 172.31.0.0/16 accept" in rules_text(fw_ns, "NETI-INPUT")
+    assert "tcp dport 1000-2000 accept" in rules_text(fw_ns, "NETI-INPUT")
+    overlay = fw_ns.run(["nft", "list", "map", "ip", "neti", "overlay_dnat"]).stdout
+    assert "192.168.0.2 : 203.0.113.9" in overlay
