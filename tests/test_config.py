@@ -102,7 +102,7 @@ def test_the_documented_example_is_valid():
         ({"zk_ip_map_node": "ip map"}, "zk_ip_map_node", "node name"),
         ({"nat_overrides": {"192.168.1.1": "not-an-ip"}}, "nat_overrides.192.168.1.1", "IPv4"),
         ({"nat_overrides": {"10.9.9.9": "10.1.1.1"}}, "nat_overrides.10.9.9.9", "overlay_subnet"),
-        ({"firewall_backend": "nft"}, "firewall_backend", "one of"),
+        ({"firewall_backend": "nftables"}, "firewall_backend", "one of"),
         ({"ipset_name": "a b"}, "ipset_name", "letters"),
         ({"vpc_private_range": "192.168.0.0/20"}, "overlay_subnet", "overlaps"),
         ({"aws_secret_key": None}, "aws_secret_key", "together"),
