@@ -70,10 +70,15 @@ def unit_workdir(agent_fleet):
     shutil.rmtree(workdir, ignore_errors=True)
 
 
+# Backend per case: auto is the native nft table; restore on iptables-nft; iptc on legacy (what auto
+# picked there before the nft backend, and what a legacy host with Neti's chains keeps).
+_BACKEND = {"native": "auto", "nft": "restore", "legacy": "iptc"}
+
+
 @pytest.mark.netns
-@pytest.mark.parametrize("flavour", ["nft", "legacy"])
+@pytest.mark.parametrize("flavour", ["native", "nft", "legacy"])
 def test_the_agent_runs_as_the_units_user_with_only_its_capabilities(agent_fleet, unit_workdir, flavour):
-    host = agent_fleet.add(Side.EC2, start=False, echo=False)
+    host = agent_fleet.add(Side.EC2, start=False, echo=False, firewall_backend=_BACKEND[flavour])
     uid = unit_user()
     state = unit_workdir / "h1" / "state"
     state.mkdir(parents=True, exist_ok=True)
@@ -105,6 +110,10 @@ def test_the_agent_runs_as_the_units_user_with_only_its_capabilities(agent_fleet
         os.close(fd)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "applied 1 members" in result.stdout, result.stdout + result.stderr
+    if flavour == "native":
+        rules = host.host.shell("nft", "list", "chain", "ip", "neti", "NETI-INPUT").stdout
+        assert "ip saddr @ec2_whitelist accept" in rules, result.stdout + result.stderr
+        return
     tool = "iptables-legacy" if flavour == "legacy" else "iptables-nft"
     rules = host.host.shell(tool, "-w", "-S", "NETI-INPUT").stdout
     assert "match-set" in rules, f"{flavour}: no Neti rules in {tool}:\n{result.stdout}{result.stderr}"
