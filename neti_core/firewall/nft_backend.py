@@ -18,7 +18,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from neti_core.firewall.base import FirewallBackend, FirewallUnavailableError
+from neti_core.firewall.base import FirewallBackend, FirewallError, FirewallUnavailableError
 from neti_core.firewall.detect import legacy_table_names
 from neti_core.firewall.nft_readback import parse_nft_json
 from neti_core.firewall.nft_render import (
@@ -59,7 +59,11 @@ def native_table_exists() -> bool:
     """Whether Neti's nftables table exists here (False when nft is not installed)."""
     if shutil.which("nft") is None:
         return False
-    return f"table {FAMILY} {TABLE}\n" in run_tool(["nft", "list", "tables"]) + "\n"
+    try:
+        listing = run_tool(["nft", "list", "tables"])
+    except FirewallError:  # a kernel without nf_tables holds no table of ours
+        return False
+    return f"table {FAMILY} {TABLE}\n" in listing + "\n"
 
 
 def retire_native_table() -> None:
