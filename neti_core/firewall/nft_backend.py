@@ -20,6 +20,7 @@ import subprocess
 
 from neti_core.firewall.base import FirewallBackend, FirewallError, FirewallUnavailableError
 from neti_core.firewall.detect import legacy_table_names
+from neti_core.firewall.nft_lib import NftLibraryError, library, run_json
 from neti_core.firewall.nft_readback import parse_nft_json
 from neti_core.firewall.nft_render import (
     FAMILY,
@@ -42,7 +43,15 @@ def nft_script(text: str) -> None:
 
 
 def read_table_json() -> str:
-    """``nft -j list table ip neti``; '' when the table does not exist."""
+    """``nft -j list table ip neti`` (in process when libnftables loads); '' when there is no table."""
+    lib = library()
+    if lib is not None:
+        try:
+            return run_json(lib, f"list table {FAMILY} {TABLE}")
+        except NftLibraryError as exc:
+            if _ABSENT in str(exc):
+                return ""
+            raise FirewallUnavailableError(f"nft list table failed: {str(exc)[:300]}") from exc
     try:
         result = subprocess.run(["nft", "-j", "list", "table", FAMILY, TABLE], capture_output=True,
                                 text=True, timeout=TIMEOUT)

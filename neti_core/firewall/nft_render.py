@@ -83,14 +83,26 @@ def _base_chain_rules(desired: RuleSet) -> dict[str, list[Rule]]:
     return wanted
 
 
+def _dnat_elements(desired: RuleSet) -> list[str]:
+    """``overlay : target`` for every DNAT entry, cut from the RuleSet's cached canonical texts.
+
+    Formatting 20,000 IPv4Address objects costs 40-60 ms at 10,000 members; two C-level replaces
+    over the cached ``-d A/32 -j DNAT --to-destination B`` lines cost about one.
+    """
+    joined = "\n".join(desired.dnat_specs)
+    if not joined:
+        return []
+    return joined.replace("-d ", "").replace("/32 -j DNAT --to-destination ", " : ").split("\n")
+
+
 def render_nft_full(desired: RuleSet) -> str:
     """The whole table, replacing whatever Neti's table holds now, as one transaction."""
     where = f"{FAMILY} {TABLE}"
     out = [f"add table {where}", f"delete table {where}", f"add table {where}",
            f"add set {where} {desired.ipset_name} {{ type ipv4_addr; }}",
            f"add map {where} {DNAT_MAP} {{ type ipv4_addr : ipv4_addr; }}"]
-    out += _elements("add", desired.ipset_name, sorted(desired.member_strings))
-    out += _elements("add", DNAT_MAP, [f"{overlay} : {target}" for overlay, target in desired.dnat])
+    out += _elements("add", desired.ipset_name, list(desired.member_strings))  # order: irrelevant
+    out += _elements("add", DNAT_MAP, _dnat_elements(desired))
     for name, (_table, kind, hook, priority) in BASE_CHAINS.items():
         out.append(f"add chain {where} {name} {{ type {kind} hook {hook} priority {priority}; "
                    f"policy accept; }}")
