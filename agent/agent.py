@@ -24,9 +24,11 @@ from kazoo.retry import KazooRetry
 
 from agent.control_watch import ControlWatcher
 from agent.deadman import Deadman
+from agent.last_good import FILE_NAME as LAST_GOOD_FILE
 from agent.membership import MembershipPlan, MembershipTracker, load_applied, save_applied
 from agent.metrics import AgentMetrics
 from agent.runner import BoundedFrequencyRunner
+from agent.selfheal import SelfHeal
 from agent.status import StatusPublisher
 from neti_core import __version__
 from neti_core.config import NetiConfig
@@ -60,6 +62,7 @@ class Applied:
     malformed: int = 0
     guard: GuardState | None = None
     problems: tuple[str, ...] = field(default_factory=tuple)
+    self_heals: int = 0
 
 
 class Agent:
@@ -73,7 +76,8 @@ class Agent:
         self.zk_hosts = zk_hosts or config.zk_connect_string(identity.side)
         self.clock = clock
         self.metrics = AgentMetrics()
-        self.state_file = (state_dir or config.table_files_path) / "applied-members.json"
+        self.state_dir = state_dir or config.table_files_path
+        self.state_file = self.state_dir / "applied-members.json"
         saved, notes = load_applied(self.state_file)
         for note in notes:
             log.warning("%s", note)
@@ -85,6 +89,7 @@ class Agent:
         self.membership: PartyMembership | None = None
         self.controls: ControlWatcher | None = None
         self.publisher: StatusPublisher | None = None
+        self.healer: SelfHeal | None = None
         self.runner: BoundedFrequencyRunner | None = None
         self._last_full_check = float("-inf")
         self._thread: threading.Thread | None = None
@@ -110,8 +115,8 @@ class Agent:
 
     def register(self) -> None:
         assert self.client is not None
-        registration = OverlayRegistry(self.client, self.paths, self.config.overlay_subnet).register(
-            self.identity.instance_id)
+        registry = OverlayRegistry(self.client, self.paths, self.config.overlay_subnet)
+        registration = registry.register(self.identity.instance_id)
         params = read_params(self.client, self.paths)  # writes maxchange/interval defaults if absent
         for problem in params.problems:
             log.warning("%s", problem)
@@ -123,6 +128,9 @@ class Agent:
         self.publisher = StatusPublisher(self.client, self.paths, self.identity.instance_id)
         self.membership = PartyMembership(self.client, self.paths, member, on_rejoin=self._rejoined)
         self.membership.join()
+        self.healer = SelfHeal(self.client, registry=registry, membership=self.membership,
+                               publisher=self.publisher, instance_id=self.identity.instance_id,
+                               overlay_ip=self.overlay_ip, wake=self._party_event)
         log.info("registered %s as overlay %s (%s side)", self.identity.instance_id, self.overlay_ip,
                  self.identity.side.value)
 
@@ -131,7 +139,7 @@ class Agent:
         assert self.client is not None
         self.runner = BoundedFrequencyRunner(self.sync, self._min_interval, self.config.resync_seconds)
         self.controls = ControlWatcher(self.client, self.paths, self.identity.instance_id,
-                                       self.runner.mark_dirty)
+                                       self.runner.mark_dirty, self.state_dir / LAST_GOOD_FILE)
 
     def start(self) -> None:
         """Connect, register, join, watch, and run the loop in a background thread."""
@@ -196,7 +204,8 @@ class Agent:
             return self.deadman.next_wakeup(now)
         assert self.client is not None and self.controls is not None
         try:
-            party, cversion = read_party_bounded(self.client, self.paths, self._party_event)
+            party, cversion, names = read_party_bounded(self.client, self.paths, self._party_event)
+            self._heal(names)
         except (KazooException, KazooTimeoutError) as exc:
             log.info("ZooKeeper unavailable (%s): keeping the current rules", exc)
             self._check_deadman(now)
@@ -223,11 +232,21 @@ class Agent:
                              RETRY_AFTER_ERROR_SECONDS if self.applied.error else None) if w is not None]
         return min(waits) if waits else None
 
+    def _heal(self, party_names: list[str]) -> None:
+        if self.healer is None:
+            return
+        restored = self.healer.check(party_names)
+        if restored:
+            self.applied.self_heals += len(restored)
+            self.metrics.self_heals.inc(len(restored))
+
     def _converge(self, desired: RuleSet, plan: MembershipPlan, *, reject_all: bool,
                   source: RejectAllSource, now: float, full_check: bool) -> None:
         """Apply if the desired rules differ; on a full check, also repair drift."""
         previous = self.applied.ruleset
         changed = previous is None or desired.hash != previous.hash
+        if not changed:  # same rules, maybe a new reason for them (an override equal to neti.yml)
+            self.applied.source = source
         if not changed and full_check:
             self._last_full_check = now
             try:
@@ -355,6 +374,8 @@ class Agent:
             backend=getattr(self.backend, "name", type(self.backend).__name__),
             malformed_entries=applied.malformed,
             pending_removals=plan.in_grace if plan is not None else 0,
+            problems=applied.problems,
+            self_heals=applied.self_heals,
         )
 
     def _publish(self, force: bool = False) -> bool:
@@ -374,8 +395,9 @@ class Agent:
 
 
 def read_party_bounded(client: KazooClient, paths: Any,
-                       watch: Callable[[object], None]) -> tuple[ParsedParty, int]:
-    """The party and its children version, waiting a bounded time (a partition must not stall us)."""
+                       watch: Callable[[object], None]) -> tuple[ParsedParty, int, list[str]]:
+    """The party, its children version and entry names, waiting a bounded time (a partition must
+    not stall us)."""
     children, stat = client.get_children_async(paths.ip_map, watch=watch, include_data=True).get(
         timeout=ZK_READ_TIMEOUT_SECONDS)
-    return parse_party(children), stat.cversion
+    return parse_party(children), stat.cversion, list(children)

@@ -1,27 +1,100 @@
-"""Operator controls and ZooKeeper parameters, kept current by kazoo DataWatches.
+"""Operator controls and ZooKeeper parameters, kept current by kazoo DataWatches, failing static.
 
 The watches only record the latest value and poke the runner; the sync reads a consistent
-snapshot. A malformed control document is reported and ignored, never taken for an instruction.
+snapshot. A document that does not decode is never taken for an instruction, and never for the
+absence of one: the last good value stays in force (across a restart too, through the state file),
+and the problem is reported in the agent's status until a good value is written.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from kazoo.client import KazooClient
 from kazoo.protocol.states import ZnodeStat
 from kazoo.recipe.watchers import DataWatch
 
+from agent.last_good import load_last_good, save_last_good
 from neti_core.config import ZkPaths
 from neti_core.errors import MalformedEntryError
-from neti_core.registry import DEFAULT_INTERVAL_SECONDS, DEFAULT_MAXCHANGE
-from neti_core.schema import FleetDefaults, RejectAllOverride, RejectAllSource, effective_reject_all
+from neti_core.schema import (
+    DEFAULT_INTERVAL_SECONDS,
+    DEFAULT_MAXCHANGE,
+    FleetDefaults,
+    RejectAllOverride,
+    RejectAllSource,
+    decode_interval,
+    decode_maxchange,
+    effective_reject_all,
+)
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """One watched document: how to decode it, its value when absent, what stands in when unknown."""
+
+    decode: Callable[[bytes], Any]
+    absent: Any
+    fallback: str  # said when garbage arrives before any good value was ever read
+
+
+_KINDS: dict[str, _Kind] = {
+    "host": _Kind(RejectAllOverride.from_json, None, "using neti.yml's reject_all"),
+    "fleet": _Kind(FleetDefaults.from_json, None, "using neti.yml's reject_all"),
+    "maxchange": _Kind(decode_maxchange, DEFAULT_MAXCHANGE, f"using the default {DEFAULT_MAXCHANGE}"),
+    "interval": _Kind(decode_interval, DEFAULT_INTERVAL_SECONDS,
+                      f"using the default {DEFAULT_INTERVAL_SECONDS:g} s"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """The value in force for one document, the raw text it came from, and what is wrong now."""
+
+    value: Any
+    version: int | None = None   # mzxid of the good document: identifies one instruction
+    data: str | None = None      # the good document's text (None: the node was absent)
+    good_seen: bool = False      # a good value (or a definite absence) was ever read
+    problem: str | None = None
+
+
+def next_slot(key: str, previous: Slot, data: bytes | None, stat: ZnodeStat | None) -> Slot:
+    """Pure: the slot after the watch saw ``data``. Garbage keeps the previous value in force."""
+    kind = _KINDS[key]
+    if stat is None:  # the node is absent: a definite "not set"
+        return Slot(kind.absent, good_seen=True)
+    try:
+        value = kind.decode(data or b"")
+    except MalformedEntryError as exc:
+        kept = ("keeping the last good value" if previous.good_seen
+                else f"never read a good one, {kind.fallback}")
+        return Slot(previous.value, previous.version, previous.data, previous.good_seen,
+                    f"{_PATHS[key]} ignored ({exc}); {kept}")
+    return Slot(value, stat.mzxid, (data or b"").decode(), good_seen=True)
+
+
+_PATHS = {"host": "host override", "fleet": "control/defaults", "maxchange": "maxchange",
+          "interval": "interval"}
+
+
+def restore_slot(key: str, saved: dict[str, Any] | None) -> tuple[Slot, str | None]:
+    """The slot a previous run saved, decoded again; a note if it no longer decodes."""
+    kind = _KINDS[key]
+    if saved is None:
+        return Slot(kind.absent), None
+    if saved["data"] is None:
+        return Slot(kind.absent, good_seen=True), None
+    try:
+        return Slot(kind.decode(saved["data"].encode()), saved["version"], saved["data"], True), None
+    except MalformedEntryError as exc:
+        return Slot(kind.absent), f"saved last good {key} unreadable ({exc}); ignored"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,118 +114,74 @@ class ControlSnapshot:
         return value, source, (source, value, version)
 
 
+def snapshot_of(slots: dict[str, Slot]) -> ControlSnapshot:
+    return ControlSnapshot(slots["host"].value, slots["host"].version, slots["fleet"].value,
+                           slots["fleet"].version, int(slots["maxchange"].value),
+                           float(slots["interval"].value),
+                           tuple(s.problem for s in slots.values() if s.problem))
+
+
 class ControlWatcher:
     def __init__(self, client: KazooClient, paths: ZkPaths, instance_id: str,
-                 on_change: Callable[[], None]) -> None:
+                 on_change: Callable[[], None], state_file: Path | None = None) -> None:
         self._on_change = on_change
         self._lock = threading.Lock()
-        self._host: RejectAllOverride | None = None
-        self._host_version: int | None = None
-        self._fleet: FleetDefaults | None = None
-        self._fleet_version: int | None = None
-        self._maxchange = DEFAULT_MAXCHANGE
-        self._interval = DEFAULT_INTERVAL_SECONDS
-        self._problems: dict[str, str] = {}
-        for path in (f"{paths.control_reject_all}", paths.control):
+        self._state_file = state_file
+        saved, notes = load_last_good(state_file) if state_file is not None else ({}, [])
+        self._slots: dict[str, Slot] = {}
+        for key in _KINDS:
+            self._slots[key], note = restore_slot(key, saved.get(key))
+            notes += [note] if note else []
+        for note in notes:
+            log.warning("%s", note)
+        for path in (paths.control_reject_all, paths.control):
             client.ensure_path(path)
-        DataWatch(client, f"{paths.control_reject_all}/{instance_id}", self._host_changed)
-        DataWatch(client, paths.control_defaults, self._fleet_changed)
-        DataWatch(client, paths.maxchange, self._maxchange_changed)
-        DataWatch(client, paths.interval, self._interval_changed)
+        watched = {"host": f"{paths.control_reject_all}/{instance_id}", "fleet": paths.control_defaults,
+                   "maxchange": paths.maxchange, "interval": paths.interval}
+        for key, path in watched.items():
+            DataWatch(client, path, self._watcher(key))
 
     def snapshot(self) -> ControlSnapshot:
         with self._lock:
-            return ControlSnapshot(self._host, self._host_version, self._fleet, self._fleet_version,
-                                   self._maxchange, self._interval, tuple(self._problems.values()))
+            return snapshot_of(self._slots)
 
     @property
     def interval(self) -> float:
-        return self._interval
+        return float(self._slots["interval"].value)
 
-    def _record(self, key: str, problem: str | None) -> None:
-        if problem is None:
-            self._problems.pop(key, None)
-        else:
-            log.warning("%s", problem)
-            self._problems[key] = problem
+    def _watcher(self, key: str) -> Callable[[bytes | None, ZnodeStat | None], None]:
+        def changed(data: bytes | None, stat: ZnodeStat | None) -> None:
+            with self._lock:
+                before = self._slots[key]
+                after = self._slots[key] = next_slot(key, before, data, stat)
+                if after.problem and after.problem != before.problem:
+                    log.warning("%s", after.problem)
+                if (after.data, after.version, after.good_seen) != (before.data, before.version,
+                                                                    before.good_seen):
+                    self._save()
+            self._on_change()
+        return changed
 
-    def _host_changed(self, data: bytes | None, stat: ZnodeStat | None) -> None:
-        with self._lock:
-            self._host, self._host_version = None, None
-            problem = None
-            if data:
-                try:
-                    self._host, self._host_version = RejectAllOverride.from_json(data), stat.mzxid
-                except MalformedEntryError as exc:
-                    problem = f"host control ignored: {exc}"
-            self._record("host", problem)
-        self._on_change()
-
-    def _fleet_changed(self, data: bytes | None, stat: ZnodeStat | None) -> None:
-        with self._lock:
-            self._fleet, self._fleet_version = None, None
-            problem = None
-            if data:
-                try:
-                    self._fleet, self._fleet_version = FleetDefaults.from_json(data), stat.mzxid
-                except MalformedEntryError as exc:
-                    problem = f"fleet defaults ignored: {exc}"
-            self._record("fleet", problem)
-        self._on_change()
-
-    def _maxchange_changed(self, data: bytes | None, stat: ZnodeStat | None) -> None:
-        value, problem = _number(data, DEFAULT_MAXCHANGE, integer=True, what="maxchange")
-        with self._lock:
-            self._maxchange = int(value)
-            self._record("maxchange", problem)
-        self._on_change()
-
-    def _interval_changed(self, data: bytes | None, stat: ZnodeStat | None) -> None:
-        value, problem = _number(data, DEFAULT_INTERVAL_SECONDS, integer=False, what="interval")
-        with self._lock:
-            self._interval = min(float(value), 3600.0)
-            self._record("interval", problem)
-        self._on_change()
+    def _save(self) -> None:
+        if self._state_file is None:
+            return
+        entries = {key: {"data": slot.data, "version": slot.version}
+                   for key, slot in self._slots.items() if slot.good_seen}
+        try:
+            save_last_good(self._state_file, entries)
+        except OSError as exc:
+            log.warning("cannot save the last good controls to %s: %s", self._state_file, exc)
 
 
-def _number(data: bytes | None, default: float, *, integer: bool, what: str) -> tuple[float, str | None]:
-    if not data:
-        return default, None
-    text = data.decode(errors="replace").strip()
-    try:
-        value = int(text) if integer else float(text)
-    except ValueError:
-        return default, f"{what} {text!r} is not a number; using {default:g}"
-    if value < 0 or (isinstance(value, float) and not math.isfinite(value)):
-        return default, f"{what} {text!r} is out of range; using {default:g}"
-    return value, None
-
-
-def read_controls_once(client: KazooClient, paths: ZkPaths, instance_id: str) -> ControlSnapshot:
+def read_controls_once(client: KazooClient, paths: ZkPaths, instance_id: str,
+                       state_file: Path | None = None) -> ControlSnapshot:
     """The controls as they are now, read without watches or writes (for --dry-run)."""
-    problems: list[str] = []
-
-    def get(path: str) -> tuple[bytes | None, ZnodeStat | None]:
+    saved, _ = load_last_good(state_file) if state_file is not None else ({}, [])
+    watched = {"host": f"{paths.control_reject_all}/{instance_id}", "fleet": paths.control_defaults,
+               "maxchange": paths.maxchange, "interval": paths.interval}
+    slots = {}
+    for key, path in watched.items():
         stat = client.exists(path)
-        return (client.get(path)[0], stat) if stat is not None else (None, None)
-
-    host_data, host_stat = get(f"{paths.control_reject_all}/{instance_id}")
-    fleet_data, fleet_stat = get(paths.control_defaults)
-    host = fleet = None
-    try:
-        host = RejectAllOverride.from_json(host_data) if host_data else None
-    except MalformedEntryError as exc:
-        problems.append(f"host control ignored: {exc}")
-    try:
-        fleet = FleetDefaults.from_json(fleet_data) if fleet_data else None
-    except MalformedEntryError as exc:
-        problems.append(f"fleet defaults ignored: {exc}")
-    maxchange, problem = _number(get(paths.maxchange)[0], DEFAULT_MAXCHANGE, integer=True,
-                                 what="maxchange")
-    problems += [problem] if problem else []
-    interval, problem = _number(get(paths.interval)[0], DEFAULT_INTERVAL_SECONDS, integer=False,
-                                what="interval")
-    problems += [problem] if problem else []
-    return ControlSnapshot(host, host_stat.mzxid if host and host_stat else None, fleet,
-                           fleet_stat.mzxid if fleet and fleet_stat else None, int(maxchange),
-                           float(interval), tuple(problems))
+        data = client.get(path)[0] if stat is not None else None
+        slots[key] = next_slot(key, restore_slot(key, saved.get(key))[0], data, stat)
+    return snapshot_of(slots)

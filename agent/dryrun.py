@@ -14,6 +14,7 @@ from kazoo.exceptions import NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 
 from agent.control_watch import read_controls_once
+from agent.last_good import FILE_NAME as LAST_GOOD_FILE
 from agent.membership import MembershipTracker, load_applied
 from neti_core.config import NetiConfig
 from neti_core.errors import NetiError
@@ -37,7 +38,8 @@ def dry_run(config: NetiConfig, identity: Identity, backend: Any) -> int:
             party, cversion = read_party(client, config.zk_paths)
         except NoNodeError:
             party, cversion = ParsedParty((), ()), 0
-        controls = read_controls_once(client, config.zk_paths, identity.instance_id)
+        controls = read_controls_once(client, config.zk_paths, identity.instance_id,
+                                      config.table_files_path / LAST_GOOD_FILE)
     finally:
         client.stop()
         client.close()

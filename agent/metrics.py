@@ -32,6 +32,8 @@ class AgentMetrics:
         self.guard_trips = Counter("neti_guard_trips", "Times the mass-change guard held removals",
                                    registry=r)
         self.drift_repairs = Counter("neti_drift_repairs", "Rule drift found and repaired", registry=r)
+        self.self_heals = Counter("neti_self_heals", "Own nodes (party entry, overlay pair, status) "
+                                  "restored after another client deleted or changed them", registry=r)
         self.malformed = Gauge("neti_malformed_entries", "Party entries skipped as malformed",
                                registry=r)
         self.last_sync = Gauge("neti_last_sync_timestamp_seconds", "Unix time of the last good sync",

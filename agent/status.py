@@ -30,6 +30,23 @@ class StatusPublisher:
         """After a new session: the ephemeral node is gone, write it again."""
         self._written = None
 
+    def verify(self, watch: object = None) -> bool:
+        """True when the node no longer holds what this agent last wrote (it will be rewritten)."""
+        if self._written is None:
+            return False
+        try:
+            data, _ = self.client.get_async(self.path, watch=watch).get(timeout=WRITE_TIMEOUT_SECONDS)
+        except NoNodeError:
+            self.client.exists(self.path, watch=watch)
+            data = None
+        except (KazooException, KazooTimeoutError, OSError) as exc:
+            log.debug("status check failed: %s", exc)
+            return False
+        if data == self._written:
+            return False
+        self._written = None
+        return True
+
     def publish(self, status: AgentStatus, force: bool = False) -> bool:
         """Write if changed; True when ZooKeeper holds exactly this status afterwards."""
         data = status.to_json()

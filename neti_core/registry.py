@@ -25,11 +25,10 @@ from kazoo.recipe.party import ShallowParty
 from neti_core.config import ZkPaths
 from neti_core.errors import MalformedEntryError, OverlayExhaustedError, RegistryError
 from neti_core.members import Member, ParsedParty, parse_ipv4, parse_party, validate_instance_id
+from neti_core.schema import DEFAULT_INTERVAL_SECONDS, DEFAULT_MAXCHANGE, decode_interval, decode_maxchange
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAXCHANGE = 20
-DEFAULT_INTERVAL_SECONDS = 1.0
 _ALLOCATION_ATTEMPTS = 64
 _RANDOM_PROBES = 32
 
@@ -45,31 +44,24 @@ class ZkParams:
     problems: tuple[str, ...] = ()
 
 
-def _read_number(client: KazooClient, path: str, default: float, *, integer: bool,
-                 problems: list[str]) -> float:
+def _read_number(client: KazooClient, path: str, default: float,
+                 decode: Callable[[bytes], float], problems: list[str]) -> float:
     with contextlib.suppress(NodeExistsError):
         # "1", not "1.0": agents of the original Neti read these nodes with int().
         client.create(path, f"{default:g}".encode(), makepath=True)
     data, _ = client.get(path)
-    text = data.decode(errors="replace").strip()
     try:
-        value = int(text) if integer else float(text)
-    except ValueError:
-        problems.append(f"{path}: {text!r} is not a number; using {default:g}")
+        return decode(data)
+    except MalformedEntryError as exc:
+        problems.append(f"{exc}; using {default:g} until a good value is read")
         return default
-    if value < 0 or (not integer and value > 3600):
-        problems.append(f"{path}: {text!r} is out of range; using {default:g}")
-        return default
-    return value
 
 
 def read_params(client: KazooClient, paths: ZkPaths) -> ZkParams:
     """Read ``maxchange`` and ``interval``; write the defaults when the nodes are absent."""
     problems: list[str] = []
-    maxchange = _read_number(client, paths.maxchange, DEFAULT_MAXCHANGE, integer=True,
-                             problems=problems)
-    interval = _read_number(client, paths.interval, DEFAULT_INTERVAL_SECONDS, integer=False,
-                            problems=problems)
+    maxchange = _read_number(client, paths.maxchange, DEFAULT_MAXCHANGE, decode_maxchange, problems)
+    interval = _read_number(client, paths.interval, DEFAULT_INTERVAL_SECONDS, decode_interval, problems)
     return ZkParams(int(maxchange), float(interval), tuple(problems))
 
 
@@ -176,6 +168,33 @@ class OverlayRegistry:
         log.warning("id-to-ip/%s says %s but ip-to-id/%s belongs to %s: allocating a new IP",
                     instance_id, ip, ip, owner)
         return self._replace_forward(instance_id, stat.version, f"{ip} is owned by {owner}")
+
+    def restore_pair(self, instance_id: str, ip: IPv4Address,
+                     watch: Callable[[object], None] | None = None) -> tuple[str, ...]:
+        """Put back a live host's own pair that someone deleted or changed; say what was restored.
+
+        ``ip-to-id/<ip>`` that now names another instance is a conflict to report, never to
+        overwrite: that instance may have been handed the address while the node was missing.
+        """
+        notes: list[str] = []
+        for path, want in ((self._id_node(instance_id), str(ip)), (self._ip_node(ip), instance_id)):
+            try:
+                data, _ = self.client.get(path, watch=watch)
+            except NoNodeError:
+                with contextlib.suppress(NodeExistsError):
+                    self.client.create(path, want.encode(), makepath=True)
+                    notes.append(f"restored missing {path.rsplit('/', 2)[-2]}/{path.rsplit('/', 1)[-1]}")
+                self.client.exists(path, watch=watch)
+                continue
+            have = data.decode(errors="replace").strip()
+            if have == want:
+                continue
+            if path == self._id_node(instance_id):
+                self.client.set(path, want.encode())
+                notes.append(f"restored id-to-ip/{instance_id} to {want} (it said {have[:40]!r})")
+            else:
+                notes.append(f"conflict: ip-to-id/{ip} names {have[:40]!r}, not this host; left as it is")
+        return tuple(notes)
 
     def _reclaim(self, instance_id: str, ip: IPv4Address, data: bytes, id_version: int,
                  ip_version: int) -> Registration | None:

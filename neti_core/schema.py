@@ -20,8 +20,26 @@ DeadmanState = Literal["pending", "confirmed", "rolled_back"]
 _SOURCES = ("host", "fleet", "config")
 _DEADMAN = ("pending", "confirmed", "rolled_back")
 
+# No Neti document comes near this; a bigger one is a problem to report, never a value to parse.
+MAX_DOCUMENT_BYTES = 64 * 1024
+# The migration phases in order (neti_core.phases describes each; a test keeps the two in step).
+PHASE_KEYS = ("prepare", "register", "overlay", "vpc-pilot", "reject-canary", "reject-rollout",
+              "reject-everywhere", "open-security-groups", "migrate")
+DEFAULT_MAXCHANGE = 20
+DEFAULT_INTERVAL_SECONDS = 1.0
+MAX_INTERVAL_SECONDS = 3600.0
+
+
+def _bounded(data: bytes | str, what: str) -> bytes | str:
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise MalformedEntryError(f"{what}: {len(data)} bytes, more than the {MAX_DOCUMENT_BYTES} allowed")
+    if not data.strip():
+        raise MalformedEntryError(f"{what}: empty")
+    return data
+
 
 def _load(data: bytes | str, what: str) -> dict[str, Any]:
+    _bounded(data, what)
     try:
         value = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -87,6 +105,8 @@ class AgentStatus:
     malformed_entries: int = 0
     pending_removals: int = 0
     drift_detected: bool = False  # the last full check found drift (repaired); cleared by a clean one
+    problems: tuple[str, ...] = ()  # documents the agent refused, each naming which and why
+    self_heals: int = 0             # own nodes (party entry, overlay pair, status) restored
 
     def to_json(self) -> bytes:
         return _dump(self)
@@ -135,8 +155,48 @@ class AgentStatus:
             malformed_entries=_get(doc, "malformed_entries", int, what, 0),
             pending_removals=_get(doc, "pending_removals", int, what, 0),
             drift_detected=_get(doc, "drift_detected", bool, what, False),
+            problems=_strings(_get(doc, "problems", list, what, []), "problems", what),
+            self_heals=_get(doc, "self_heals", int, what, 0),
             **optional_ip,
         )
+
+
+def _strings(values: list[Any], key: str, what: str) -> tuple[str, ...]:
+    if not all(isinstance(value, str) for value in values):
+        raise MalformedEntryError(f"{what}: {key!r} has the wrong type")
+    return tuple(values)
+
+
+def _number_text(data: bytes | str | None, what: str) -> str:
+    if data is None:
+        raise MalformedEntryError(f"{what}: missing")
+    _bounded(data, what)
+    text = data.decode(errors="replace") if isinstance(data, bytes) else data
+    return text.strip()
+
+
+def decode_maxchange(data: bytes | str | None) -> int:
+    """``maxchange``: how many members one sync may remove; a whole number >= 0.
+
+    The original agents read it with int(), so it is written as plain digits. A new notation (a
+    percentage of the fleet, say) is a new branch here that returns its own kind of limit.
+    """
+    text = _number_text(data, "maxchange")
+    if not text.isascii() or not text.isdigit():
+        raise MalformedEntryError(f"maxchange: {text[:40]!r} is not a whole number >= 0")
+    return int(text)
+
+
+def decode_interval(data: bytes | str | None) -> float:
+    """``interval``: the least number of seconds between two syncs, 0 to 3600."""
+    text = _number_text(data, "interval")
+    try:
+        value = float(text)
+    except ValueError:
+        raise MalformedEntryError(f"interval: {text[:40]!r} is not a number") from None
+    if not math.isfinite(value) or not 0 <= value <= MAX_INTERVAL_SECONDS:
+        raise MalformedEntryError(f"interval: {text[:40]!r} is not between 0 and {MAX_INTERVAL_SECONDS:g}")
+    return value
 
 
 class _Document:
@@ -154,7 +214,12 @@ class _Document:
         doc = _load(data, cls._WHAT)
         values = {name: _get(doc, name, kinds, cls._WHAT, default) for name, kinds, default in cls._FIELDS}
         values["when"] = float(values["when"])  # JSON may carry an int; the field is a float
+        cls._check(values)
         return cls(**values)
+
+    @classmethod
+    def _check(cls, values: dict[str, Any]) -> None:
+        """Rules on the values beyond their JSON types (none by default)."""
 
 
 _STAMP = (("who", str, ...), ("when", (int, float), ...), ("why", str, ""))
@@ -195,6 +260,11 @@ class PhaseRecord(_Document):
     why: str = ""
     _WHAT: ClassVar[str] = "control/phase"
     _FIELDS: ClassVar[tuple] = (("phase", str, ...), *_STAMP)
+
+    @classmethod
+    def _check(cls, values: dict[str, Any]) -> None:
+        if values["phase"] not in PHASE_KEYS:
+            raise MalformedEntryError(f"{cls._WHAT}: unknown phase {values['phase'][:40]!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,14 @@ from neti_core.fleet.state import (
     summarize,
 )
 from neti_core.members import Member, parse_party_entry
-from neti_core.schema import AgentStatus, AuditEntry, FleetDefaults, PhaseRecord, RejectAllOverride
+from neti_core.schema import (
+    AgentStatus,
+    AuditEntry,
+    FleetDefaults,
+    PhaseRecord,
+    RejectAllOverride,
+    decode_maxchange,
+)
 
 AUDIT_KEEP = 1000
 
@@ -398,7 +405,7 @@ class FleetModel:
 
     def _decode(self, kind: Any, path: str, data: bytes | None) -> Any:
         had = self._bad.pop(path, None) is not None
-        if data is None or not data.strip():
+        if data is None:
             self._problems_changed |= had
             return None
         try:
@@ -411,10 +418,16 @@ class FleetModel:
         return value
 
     def _decode_maxchange(self, data: bytes | None) -> int | None:
+        had = self._bad.pop("maxchange", None) is not None
+        self._problems_changed |= had
         if data is None:
             return None
-        text = data.decode(errors="replace").strip()
-        return int(text) if text.isdigit() else None
+        try:
+            return decode_maxchange(data)
+        except MalformedEntryError as exc:
+            self._bad["maxchange"] = str(exc)
+            self._problems_changed = True
+            return None
 
     def _insert_audit(self, name: str, data: bytes) -> AuditRecord | None:
         seq = audit_seq(name)
