@@ -26,7 +26,7 @@ from neti_core.fleet.tracker import audit_seq
 from neti_core.members import validate_instance_id
 from neti_core.phases import Check, check_move, get_phase
 from neti_core.revert_plan import RevertPlan, RevertRefused, revert_slots, shown, when
-from neti_core.schema import AuditEntry, FleetDefaults, PhaseRecord, RejectAllOverride
+from neti_core.schema import AuditEntry, FleetDefaults, PhaseRecord, RejectAllOverride, decode_maxchange
 
 CHUNK = 200  # hosts per transaction: one audit record each, well under ZooKeeper's 1 MB request
 _ATTEMPTS = 5
@@ -200,8 +200,7 @@ class FleetControl:
         self.client.ensure_path(self.paths.audit)
         for _ in range(_ATTEMPTS):
             data, version = self._read(self.paths.maxchange)
-            text = (data or b"").decode(errors="replace").strip()
-            before = int(text) if text.isdigit() else (text or None)
+            before = _maxchange_or_malformed(data)
             if before == value:
                 return ActionResult("maxchange.set", (), ("maxchange",), ())
             transaction = self.client.transaction()
@@ -303,8 +302,7 @@ class FleetControl:
                 return PhaseRecord.from_json(data).phase, version
         except MalformedEntryError:
             return "malformed", version
-        text = data.decode(errors="replace").strip()
-        return (int(text) if text.isdigit() else text or None), version
+        return _maxchange_or_malformed(data), version
 
     def _slot_write(self, transaction: Any, action: str, target: str, value: Any, *, version: int | None,
                     why: str, snapshot: FleetSnapshot | None) -> None:
@@ -358,3 +356,12 @@ class FleetControl:
         else:
             transaction.set_data(path, data, version=version)
 
+
+def _maxchange_or_malformed(data: bytes | None) -> int | str | None:
+    """The value as audit entries record it: a number, None when unset, "malformed" for garbage."""
+    if data is None:
+        return None
+    try:
+        return decode_maxchange(data)
+    except MalformedEntryError:
+        return "malformed"

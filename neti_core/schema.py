@@ -246,7 +246,8 @@ class FleetDefaults(_Document):
     when: float = 0.0
     why: str = ""
     _WHAT: ClassVar[str] = "control/defaults"
-    _FIELDS: ClassVar[tuple] = (("reject_all", bool, None), ("who", str, ""), ("when", (int, float), 0.0),
+    # Every writer stamps who and when: a document without them was not written by an operator tool.
+    _FIELDS: ClassVar[tuple] = (("reject_all", bool, None), ("who", str, ...), ("when", (int, float), ...),
                                 ("why", str, ""))
 
 

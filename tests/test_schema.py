@@ -22,7 +22,7 @@ STATUS = AgentStatus("i-0123456789abcdef0", "192.168.1.2", "vpc", "0.1.0", True,
 
 @pytest.mark.parametrize("document", [
     STATUS, RejectAllOverride(True, "ana", 5.0, "canary"), FleetDefaults(False, "bo", 6.0),
-    FleetDefaults(), PhaseRecord("rollout", "cy", 7.0),
+    FleetDefaults(), PhaseRecord("reject-rollout", "cy", 7.0),
     AuditEntry("dee", 8.0, "reject_all", "i-1", False, True),
 ])
 def test_round_trip(document):
