@@ -86,8 +86,12 @@ class HeaderBar(Static):
             self.update(text, layout=False)  # two lines, always: no layout pass for the whole screen
 
 
+BANNER_PROBLEMS = 3  # bad documents named in the banner; the rest are counted
+
+
 class ConnectionBanner(Static):
-    """Shown only when ZooKeeper or the EC2 API is unreachable: the data on screen may be stale."""
+    """Shown only when something on screen cannot be trusted: ZooKeeper or the EC2 API unreachable
+    (the data may be stale), or documents in ZooKeeper that do not decode (ignored, named here)."""
 
     _shown: str | None = None
 
@@ -105,6 +109,11 @@ class ConnectionBanner(Static):
         if ec2.configured and ec2.error:
             last = f"last good inventory {age(now - ec2.last_ok)} ago" if ec2.last_ok else "no inventory yet"
             problems.append(f"EC2 API: {ec2.error} — {last}; retrying")
+        if snapshot.problems:
+            more = len(snapshot.problems) - BANNER_PROBLEMS
+            problems.append(f"Bad data in ZooKeeper, ignored ({len(snapshot.problems)}): "
+                            + "; ".join(snapshot.problems[:BANNER_PROBLEMS])
+                            + (f"; and {more} more" if more > 0 else ""))
         text = "\n".join(problems)
         if text != self._shown:
             self._shown = text

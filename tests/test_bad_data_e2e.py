@@ -7,16 +7,23 @@ status names the problem, and a good value written afterwards takes effect.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 
 from neti_core.errors import MalformedEntryError
+from neti_core.lab.state import LabState, write_state
 from neti_core.members import Side
+from screens.fleet import FleetScreen
 from tests.fixtures.agent import _ECHO, connect_from, wait_for
+from tests.fixtures.console import cell, wait_until
+from tests.test_console_resilience import banner
 
 pytestmark = pytest.mark.usefixtures("as_root")
 SSH_PORT = 22
@@ -83,7 +90,7 @@ def guarded(agent_fleet):
         ssh.wait(5)
 
 
-def test_garbage_over_the_fleet_default_keeps_reject_all_on_until_a_good_value(guarded):
+def test_garbage_over_the_fleet_default_keeps_reject_all_on_until_a_good_value(guarded, console, tmp_path):
     fleet, a, b, admin, outsider = guarded
     overlay = fleet.status(a).overlay_ip
     _closed_but_for_members(a, b, admin, outsider, overlay)
@@ -93,6 +100,8 @@ def test_garbage_over_the_fleet_default_keeps_reject_all_on_until_a_good_value(g
         assert status.reject_all is True, what
         assert any("control/defaults" in p and "keeping the last good value" in p for p in status.problems)
         _closed_but_for_members(a, b, admin, outsider, overlay)
+
+    _anomalies_are_shown(fleet, a, console, tmp_path)
 
     # A restart with garbage still there: the last good value comes from the state directory.
     a.host.kill_agent()
@@ -111,6 +120,53 @@ def test_garbage_over_the_fleet_default_keeps_reject_all_on_until_a_good_value(g
     wait_for(lambda: (s := fleet.status(a)) and not s.reject_all and not s.problems, what="good value")
     wait_for(lambda: connect_from(outsider.name, a.public) == str(outsider.address), timeout=10,
              what="the outsider let in by the good value")
+
+
+FAKE_ID = "i-0000000000000dead"
+
+
+def _anomalies_are_shown(fleet, a, console, tmp_path) -> None:
+    """Garbage defaults, an unknown phase and a status node nobody owns, in the console and lab status."""
+    _write(fleet, fleet.paths.control_defaults, b"not json")
+    _problem(fleet, a, "not JSON")
+    _write(fleet, fleet.paths.control_phase, _stamp(phase="rollout"))
+    fake = replace(fleet.status(a), instance_id=FAKE_ID, overlay_ip="192.168.250.250", error=None,
+                   problems=())
+    fleet.zk.create(f"{fleet.paths.status}/{FAKE_ID}", fake.to_json())
+    asyncio.run(_console_shows(console, a))
+    report = _lab_status(fleet, tmp_path)
+    problems = "\n".join(report["problems"])
+    assert "control/defaults" in problems and "not JSON" in problems
+    assert "unknown phase 'rollout'" in problems
+    assert f"{FAKE_ID}: not in party" in problems
+    row = next(h for h in report["hosts"] if h["instance_id"] == a.instance_id)
+    assert row["in_sync"] is False and "control/defaults ignored" in row["error"]
+    fleet.zk.delete(f"{fleet.paths.status}/{FAKE_ID}")
+    fleet.zk.delete(fleet.paths.control_phase)
+
+
+async def _console_shows(console, a) -> None:
+    app = console()
+    async with app.run_test(size=(170, 45)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen) and app.screen.settled
+                         and "unknown phase" in banner(app) and FAKE_ID in app.fleet.rows,
+                         timeout=20, what="the anomalies on screen")
+        assert "control/defaults" in banner(app) and "not JSON" in banner(app)
+        assert cell(app, a.instance_id, "state") == "error"
+        assert cell(app, FAKE_ID, "state") == "not in party"
+
+
+def _lab_status(fleet, tmp_path) -> dict:
+    """``neti lab status --json`` pointed at this fleet (a lab manifest naming its hosts)."""
+    hosts = [{"name": h.host.instance_id[-6:], "instance_id": h.instance_id, "side": h.host.side.value,
+              "private": str(h.address), "public": str(h.public), "agent": True} for h in fleet.hosts]
+    state = LabState(pid=os.getpid(), mode="netns", netns_prefix="t", zk_prefix=fleet.settings["zk_prefix"],
+                     phase="ready", zk_port=fleet.zk_target[1], hosts=hosts)
+    write_state(tmp_path / "lab", state)
+    result = subprocess.run(["neti", "lab", "--state-dir", str(tmp_path / "lab"), "status", "--json"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1, result.stderr  # not every agent in sync: exit 1, and a report
+    return json.loads(result.stdout)
 
 
 def test_garbage_over_a_host_override_keeps_its_value(guarded):

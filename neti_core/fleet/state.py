@@ -108,10 +108,12 @@ def desired_reject_all(override: RejectAllOverride | None, defaults: FleetDefaul
 
 
 def _state(status: AgentStatus | None, *, in_party: bool, running: bool, cversion: int | None,
-           desired: bool | None, desired_source: str) -> tuple[RuleState, int, str]:
+           desired: bool | None, desired_source: str, registered: bool = False) -> tuple[RuleState, int, str]:
     if status is None:
         if in_party:
             return RuleState.NO_AGENT, 0, "in the party, but no agent status"
+        if registered:  # its agent ran once (it has an overlay IP): the agent died, not "not in Neti"
+            return RuleState.NO_AGENT, 0, "registered, but no party entry and no agent status"
         if running:
             return RuleState.UNREGISTERED, 0, "running, not in Neti"
         return RuleState.NO_AGENT, 0, ""
@@ -141,7 +143,7 @@ def _state(status: AgentStatus | None, *, in_party: bool, running: bool, cversio
 
 def build_row(key: str, *, member: Member | None, status: AgentStatus | None,
               override: RejectAllOverride | None, instance: Instance | None,
-              defaults: FleetDefaults | None, cversion: int | None) -> HostRow:
+              defaults: FleetDefaults | None, cversion: int | None, registered: bool = False) -> HostRow:
     """Join what the party, the agent, the operator and EC2 say about one host."""
     instance_id = None if key.startswith(OVERLAY_KEY_PREFIX) else key
 
@@ -151,7 +153,7 @@ def build_row(key: str, *, member: Member | None, status: AgentStatus | None,
     desired, desired_source = desired_reject_all(override, defaults, status)
     running = instance is not None
     state, lag, detail = _state(status, in_party=member is not None, running=running, cversion=cversion,
-                                desired=desired, desired_source=desired_source)
+                                desired=desired, desired_source=desired_source, registered=registered)
     if member is not None:
         side = member.side.value
     else:

@@ -9,7 +9,7 @@ all, since every agent's lag is measured against the ``ip-map`` children version
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Network
 from types import MappingProxyType
@@ -55,6 +55,7 @@ from neti_core.schema import (
     FleetDefaults,
     PhaseRecord,
     RejectAllOverride,
+    decode_interval,
     decode_maxchange,
 )
 
@@ -74,6 +75,7 @@ class TreeRead:
     defaults: bytes | None = None
     phase: bytes | None = None
     maxchange: bytes | None = None
+    interval: bytes | None = None
     audit: dict[str, bytes] = field(default_factory=dict)
     audit_names: int = 0
 
@@ -148,7 +150,8 @@ class FleetModel:
             self._decode_override(instance_id, data)
         self._defaults = self._decode(FleetDefaults, "control/defaults", tree.defaults)
         self._phase = self._decode(PhaseRecord, "control/phase", tree.phase)
-        self._maxchange = self._decode_maxchange(tree.maxchange)
+        self._maxchange = self._decode_number("maxchange", decode_maxchange, tree.maxchange)
+        self._decode_number("interval", decode_interval, tree.interval)
         self._audit = []
         for name, data in tree.audit.items():
             self._insert_audit(name, data)
@@ -188,6 +191,7 @@ class FleetModel:
         names = set(children)
         if names != self._id_to_ip:
             self._events.append(OverlayMapChanged(len(names ^ self._id_to_ip)))
+            self._dirty |= names ^ self._id_to_ip  # a registration tells "no agent" from "unregistered"
             self._id_to_ip = names
             self._touched = True
 
@@ -229,8 +233,13 @@ class FleetModel:
         self._events.append(PhaseChanged(self._phase))
         self._touched = True
 
+    def set_interval(self, data: bytes | None) -> None:
+        """Only its problems are shown: the agents, not the console, run at this interval."""
+        self._decode_number("interval", decode_interval, data)
+        self._touched = True
+
     def set_maxchange(self, data: bytes | None) -> None:
-        self._maxchange = self._decode_maxchange(data)
+        self._maxchange = self._decode_number("maxchange", decode_maxchange, data)
         self._events.append(MaxchangeChanged(self._maxchange))
         self._touched = True
 
@@ -353,7 +362,8 @@ class FleetModel:
         if member is None and status is None and instance is None:
             return None
         row = build_row(key, member=member, status=status, override=self._overrides.get(key),
-                        instance=instance, defaults=self._defaults, cversion=self._cversion)
+                        instance=instance, defaults=self._defaults, cversion=self._cversion,
+                        registered=key in self._id_to_ip)
         problem = self._bad.get(f"status/{key}")
         if problem is not None and status is None:
             row = replace(row, state=RuleState.ERROR, detail=f"status unreadable: {problem}")
@@ -417,15 +427,15 @@ class FleetModel:
         self._problems_changed |= had
         return value
 
-    def _decode_maxchange(self, data: bytes | None) -> int | None:
-        had = self._bad.pop("maxchange", None) is not None
+    def _decode_number(self, path: str, decode: Callable[[bytes], Any], data: bytes | None) -> Any:
+        had = self._bad.pop(path, None) is not None
         self._problems_changed |= had
         if data is None:
             return None
         try:
-            return decode_maxchange(data)
+            return decode(data)
         except MalformedEntryError as exc:
-            self._bad["maxchange"] = str(exc)
+            self._bad[path] = str(exc)
             self._problems_changed = True
             return None
 

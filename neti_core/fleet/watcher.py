@@ -34,7 +34,7 @@ from kazoo.protocol.states import EventType, KazooState, WatchedEvent
 from neti_core.aws import Instance
 from neti_core.config import ZkPaths
 from neti_core.fleet.events import FleetBatch
-from neti_core.fleet.state import ZkState
+from neti_core.fleet.state import FleetSnapshot, ZkState
 from neti_core.fleet.tracker import AUDIT_KEEP, FleetModel, TreeRead, audit_seq
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class LiveFleet:
 
     # directories whose children are listed (and watched), and what to do with each child
     _DIRS = ("party", "ip_to_id", "id_to_ip", "status", "override", "audit")
-    _SINGLES = ("defaults", "phase", "maxchange")
+    _SINGLES = ("defaults", "phase", "maxchange", "interval")
 
     def __init__(self, client: KazooClient, paths: ZkPaths, *,
                  coalesce: float = DEFAULT_COALESCE_SECONDS, audit_keep: int = AUDIT_KEEP,
@@ -70,7 +70,7 @@ class LiveFleet:
                           "status": paths.status, "override": paths.control_reject_all,
                           "audit": paths.audit}
         self._single_path = {"defaults": paths.control_defaults, "phase": paths.control_phase,
-                             "maxchange": paths.maxchange}
+                             "maxchange": paths.maxchange, "interval": paths.interval}
         # One stable callable per target, so kazoo's watcher sets never hold duplicates.
         self._watchers = {target: self._make_watcher(target) for target in (*self._DIRS, *self._SINGLES)}
         self._data_watchers = {target: self._make_watcher(f"{target}:data")
@@ -165,6 +165,14 @@ class LiveFleet:
 
     # --- the full read -------------------------------------------------------------------------
 
+    def read_once(self) -> FleetSnapshot:
+        """The whole tree read once, without the loop (``neti lab status``: the console's view)."""
+        self._load()
+        self.model.flush()
+        snapshot = self.model.snapshot
+        assert snapshot is not None
+        return snapshot
+
     def _load(self) -> None:
         began = time.perf_counter()
         self._generation += 1
@@ -186,7 +194,7 @@ class LiveFleet:
             pending.append(("audit", name, self.client.get_async(f"{self.paths.audit}/{name}")))
         singles = {target: self._get_single_sync(target) for target in self._SINGLES}
         tree.defaults, tree.phase = singles["defaults"], singles["phase"]
-        tree.maxchange = singles["maxchange"]
+        tree.maxchange, tree.interval = singles["maxchange"], singles["interval"]
         into = {"ip_to_id": tree.ip_to_id, "status": tree.statuses, "override": tree.overrides,
                 "audit": tree.audit}
         for target, name, result in pending:

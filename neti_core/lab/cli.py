@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from neti_core.cliutil import fail, progress_bar
+from neti_core.fleet.state import RuleState
 from neti_core.lab.plan import LabPlanError, plan_fleet
 from neti_core.lab.rpc import LabUnreachable, request
 from neti_core.lab.state import LabState, alive, default_state_dir, read_state, remove_leftovers
@@ -133,36 +134,52 @@ def _wait_ready(directory: Path) -> LabState:
 
 def fleet_sync(state: LabState, timeout: float = 5) -> tuple[int, int, list[dict[str, Any]]]:
     """(agents in sync, agents, per-host rows) read from the lab's ZooKeeper."""
+    in_sync, agents, rows, _ = fleet_view(state, timeout)
+    return in_sync, agents, rows
+
+
+def fleet_view(state: LabState, timeout: float = 5) -> tuple[int, int, list[dict[str, Any]], tuple[str, ...]]:
+    """What the console would show, read once: per-host rows joined with the lab's manifest, and
+    every anomaly (documents that do not decode, status nodes without a member...). One bad node is
+    a row's or a problem's text, never a failure of the whole view."""
     from kazoo.client import KazooClient
 
     from neti_core.config import ZkPaths
-    from neti_core.schema import AgentStatus
+    from neti_core.fleet.watcher import LiveFleet
 
-    paths = ZkPaths.under(state.zk_prefix)
     logging.getLogger("kazoo").setLevel(logging.CRITICAL)  # an unreachable ZooKeeper is said once, below
     client = KazooClient(hosts=f"127.0.0.1:{state.zk_port}")
     client.start(timeout=timeout)
     try:
-        stat = client.exists(paths.ip_map)
-        version = stat.cversion if stat else -1
-        rows, in_sync, agents = [], 0, 0
-        for host in state.hosts:
-            row = dict(host)
-            if host["agent"]:
-                agents += 1
-                path = f"{paths.status}/{host['instance_id']}"
-                status = AgentStatus.from_json(client.get(path)[0]) if client.exists(path) else None
-                synced = status is not None and status.error is None and status.membership_version == version
-                in_sync += synced
-                row |= {"overlay": status.overlay_ip if status else None, "in_sync": synced,
-                        "reject_all": status.reject_all if status else None,
-                        "backend": status.backend if status else None,
-                        "error": status.error if status else "no status"}
-            rows.append(row)
-        return in_sync, agents, rows
+        snapshot = LiveFleet(client, ZkPaths.under(state.zk_prefix), ec2_configured=False).read_once()
     finally:
         client.stop()
         client.close()
+    rows, in_sync, agents = [], 0, 0
+    lab_ids = {host["instance_id"] for host in state.hosts}
+    for host in state.hosts:
+        row = dict(host)
+        fleet_row = snapshot.rows.get(host["instance_id"])
+        status = fleet_row.status if fleet_row is not None else None
+        if host["agent"]:
+            agents += 1
+            synced = fleet_row is not None and fleet_row.state in (RuleState.IN_SYNC, RuleState.DRIFT)
+            in_sync += synced
+            row |= {"overlay": status.overlay_ip if status else None, "in_sync": synced,
+                    "reject_all": status.reject_all if status else None,
+                    "backend": status.backend if status else None,
+                    "state": fleet_row.state_label if fleet_row else "no agent",
+                    "error": None if synced else _why(fleet_row)}
+        rows.append(row)
+    strangers = [f"{key}: {row.state_label}" + (f" ({row.detail})" if row.detail else "")
+                 for key, row in sorted(snapshot.rows.items()) if key not in lab_ids]
+    return in_sync, agents, rows, (*snapshot.problems, *strangers)
+
+
+def _why(row: Any) -> str:
+    if row is None:
+        return "no status"
+    return f"{row.state_label}: {row.detail}" if row.detail else row.state_label
 
 
 def _wait_in_sync(state: LabState, agents: int) -> float | None:
@@ -214,8 +231,9 @@ def _running_state(args: argparse.Namespace) -> LabState:
 
 def _status(args: argparse.Namespace) -> int:
     state = _running_state(args)
+    problems: tuple[str, ...] = ()
     try:
-        in_sync, agents, rows = fleet_sync(state)
+        in_sync, agents, rows, problems = fleet_view(state)
     except Exception as exc:
         rows = [dict(h) for h in state.hosts]
         in_sync, agents = 0, sum(1 for h in state.hosts if h["agent"])
@@ -227,13 +245,15 @@ def _status(args: argparse.Namespace) -> int:
                "console_config": state.console_config, "security_group": state.security_group,
                "ranges_file": state.ranges_file}
     if args.json:
-        print(json.dumps({**summary, "hosts": rows}))
+        print(json.dumps({**summary, "hosts": rows, "problems": list(problems)}))
         return 0 if in_sync == agents else 1
     for row in rows:
         state_text = ("in sync" if row.get("in_sync") else row.get("error") or "lagging") \
             if row["agent"] else "no agent (unregistered)"
         print(f"{row['name']:10} {row['instance_id']:20} {row['side']:4} {row['private']:15} "
               f"{row['public']:15} {row.get('overlay') or '-':15} {state_text}")
+    for problem in problems:
+        print(f"problem: {problem}")
     print(f"{summary['phase']} ({summary['mode']}): {in_sync}/{agents} agents in sync, "
           f"{len(rows)} instances; ZooKeeper {summary['zookeeper']}; {summary['rss_mb']:.0f} MB")
     print(f"console: neti-console -c {state.console_config}; security group {state.security_group}; "
