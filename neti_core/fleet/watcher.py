@@ -165,8 +165,15 @@ class LiveFleet:
 
     # --- the full read -------------------------------------------------------------------------
 
-    def read_once(self) -> FleetSnapshot:
-        """The whole tree read once, without the loop (``neti lab status``: the console's view)."""
+    def read_once(self, inventory: tuple[list[Instance], list[str]] | str | None = None) -> FleetSnapshot:
+        """The whole tree read once, without the loop: the console's view for ``neti lab status``
+        and ``neti control``. ``inventory`` is one EC2 poll's result, or the error it ended with."""
+        if self.client.connected:
+            self.model.set_zk_state(ZkState.CONNECTED, self.clock())
+        if isinstance(inventory, str):
+            self.model.set_ec2_error(inventory, self.clock())
+        elif inventory is not None:
+            self.model.set_instances(inventory[0], inventory[1], self.clock())
         self._load()
         self.model.flush()
         snapshot = self.model.snapshot
