@@ -223,6 +223,9 @@ def test_an_agent_restores_its_own_nodes_deleted_by_another_client(agent_fleet):
     a = agent_fleet.add(Side.EC2)
     b = agent_fleet.add(Side.EC2)
     wait_for(lambda: agent_fleet.converged(members=2), what="converged")
+    # An override equal to what a host already applies is applied (not "pending" forever).
+    agent_fleet.set_host_reject_all(a, False)
+    wait_for(lambda: agent_fleet.status(a).reject_all_source == "host", what="the override applied")
     agent_fleet.set_host_reject_all(b, True)
     wait_for(lambda: agent_fleet.status(b).deadman == "confirmed", what="reject_all on b")
     zk, paths = agent_fleet.zk, agent_fleet.paths
