@@ -86,6 +86,7 @@ def test_read_only_and_bad_input_are_refused_with_one_line_and_their_exit_codes(
         assert fragment in result.stderr and result.stderr.strip().count("\n") == 0, result.stderr
     unreachable = neti("--zk", "127.0.0.1:1", "--timeout", "1", "--yes", "maxchange", "3")
     assert unreachable.returncode == 1 and "cannot reach ZooKeeper" in unreachable.stderr
+    assert unreachable.stderr.strip().count("\n") == 0, unreachable.stderr
     assert _audit(zk, zk_paths) == []
 
 

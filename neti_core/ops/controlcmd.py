@@ -12,6 +12,7 @@ Exit status: 0 done (or plan shown), 1 ZooKeeper unreachable or a write race los
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import TYPE_CHECKING, Any
 
 from neti_core.cliutil import EXIT_USAGE, fail, load_config_or_exit
@@ -62,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config_or_exit(PROG, args.config)
     request = _request(args)
+    logging.getLogger("kazoo").setLevel(logging.CRITICAL)  # an unreachable ZooKeeper is one line
     with zk_session(config, args, read_only=not args.yes) as client:
         paths = config.zk_paths
         control = FleetControl(client, paths, args.operator or default_operator(), readonly=args.readonly)
