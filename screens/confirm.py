@@ -19,6 +19,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from neti_core.errors import MalformedEntryError
+from neti_core.schema import decode_maxchange
+
 
 @dataclass(frozen=True, slots=True)
 class ChangePlan:
@@ -165,9 +168,9 @@ class ValueScreen(ModalScreen[int | None]):
             yield Input("" if self.current is None else str(self.current), id="value", type="integer")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.value.isdigit():
-            self.dismiss(int(event.value))
-        else:
+        try:  # the agents' decoder: what the console accepts, every agent reads
+            self.dismiss(decode_maxchange(event.value))
+        except MalformedEntryError:
             self.notify("a whole number >= 0, please", severity="warning")
 
     def action_cancel(self) -> None:
