@@ -90,6 +90,7 @@ class Agent:
         self.controls: ControlWatcher | None = None
         self.publisher: StatusPublisher | None = None
         self.healer: SelfHeal | None = None
+        self._heal_problems: tuple[str, ...] = ()
         self.runner: BoundedFrequencyRunner | None = None
         self._last_full_check = float("-inf")
         self._thread: threading.Thread | None = None
@@ -224,7 +225,7 @@ class Agent:
             self.metrics.membership_version.set(cversion)
             self.metrics.last_sync.set(time.time())
         self.applied.malformed = len(party.malformed)
-        self.applied.problems = controls.problems
+        self.applied.problems = controls.problems + self._heal_problems
         self._check_deadman(now)
         self._publish()
         waits = [w for w in (self.deadman.next_wakeup(now),
@@ -235,7 +236,7 @@ class Agent:
     def _heal(self, party_names: list[str]) -> None:
         if self.healer is None:
             return
-        restored = self.healer.check(party_names)
+        restored, self._heal_problems = self.healer.check(party_names)
         if restored:
             self.applied.self_heals += len(restored)
             self.metrics.self_heals.inc(len(restored))

@@ -31,17 +31,17 @@ class SelfHeal:
         self.overlay_ip = overlay_ip
         self.wake = wake
 
-    def check(self, party_names: Iterable[str]) -> tuple[str, ...]:
-        """Restore what is missing; one note per restored node (empty when all was in place)."""
+    def check(self, party_names: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Restore what is missing: (one note per restored node, problems it could not fix)."""
         notes: list[str] = []
         entry = self.membership.party.node
-        if entry not in set(party_names):
-            self.membership.party.participating = False
-            self.membership.party.join()
+        if entry not in set(party_names) and self.membership.restore():
             notes.append(f"restored the party entry {entry}")
-        notes += self.registry.restore_pair(self.instance_id, self.overlay_ip, watch=self.wake)  # type: ignore[arg-type]
+        restored, conflicts = self.registry.restore_pair(self.instance_id, self.overlay_ip,  # type: ignore[arg-type]
+                                                         watch=self.wake)
+        notes += restored
         if self.publisher.verify(watch=self.wake):
             notes.append("restored status (deleted or changed by another client)")
         for note in notes:
             log.warning("self-heal: %s", note)
-        return tuple(notes)
+        return tuple(notes), conflicts

@@ -169,14 +169,14 @@ class OverlayRegistry:
                     instance_id, ip, ip, owner)
         return self._replace_forward(instance_id, stat.version, f"{ip} is owned by {owner}")
 
-    def restore_pair(self, instance_id: str, ip: IPv4Address,
-                     watch: Callable[[object], None] | None = None) -> tuple[str, ...]:
-        """Put back a live host's own pair that someone deleted or changed; say what was restored.
-
-        ``ip-to-id/<ip>`` that now names another instance is a conflict to report, never to
-        overwrite: that instance may have been handed the address while the node was missing.
+    def restore_pair(self, instance_id: str, ip: IPv4Address, watch: Callable[[object], None] | None = None,
+                     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Put back a live host's own pair that someone deleted or changed: (what was restored,
+        what could not be). ``ip-to-id/<ip>`` that now names another instance is a conflict to
+        report, never to overwrite: that instance may have been handed the address meanwhile.
         """
         notes: list[str] = []
+        conflicts: list[str] = []
         for path, want in ((self._id_node(instance_id), str(ip)), (self._ip_node(ip), instance_id)):
             try:
                 data, _ = self.client.get(path, watch=watch)
@@ -193,8 +193,8 @@ class OverlayRegistry:
                 self.client.set(path, want.encode())
                 notes.append(f"restored id-to-ip/{instance_id} to {want} (it said {have[:40]!r})")
             else:
-                notes.append(f"conflict: ip-to-id/{ip} names {have[:40]!r}, not this host; left as it is")
-        return tuple(notes)
+                conflicts.append(f"ip-to-id/{ip} names {have[:40]!r}, not this host: left as it is")
+        return tuple(notes), tuple(conflicts)
 
     def _reclaim(self, instance_id: str, ip: IPv4Address, data: bytes, id_version: int,
                  ip_version: int) -> Registration | None:
@@ -355,6 +355,15 @@ class PartyMembership:
         with self._lock:
             self._active = True
             self.party.join()
+
+    def restore(self) -> bool:
+        """Join again if the entry is gone under a live session; True when it was created anew."""
+        with self._lock:
+            if not self._active or self.client.exists(self.node_path) is not None:
+                return False
+            self.party.participating = False
+            self.party.join()
+            return True
 
     def leave(self) -> None:
         with self._lock:

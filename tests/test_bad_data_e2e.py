@@ -244,6 +244,12 @@ def test_an_agent_restores_its_own_nodes_deleted_by_another_client(agent_fleet):
     assert connect_from(a.ns, overlay_b) == str(a.address)  # b never dropped a
     zk.set(f"{paths.status}/{a.instance_id}", b"garbage")
     wait_for(lambda: _heals(agent_fleet, a) >= 5, timeout=10, what="status rewritten")
+    # Its address now claimed by another instance: a conflict to report, never to overwrite.
+    zk.set(f"{paths.ip_to_id}/{overlay_a}", b"i-0000000000000beef")
+    _problem(agent_fleet, a, f"ip-to-id/{overlay_a} names 'i-0000000000000beef'")
+    assert zk.get(f"{paths.ip_to_id}/{overlay_a}")[0] == b"i-0000000000000beef"
+    zk.set(f"{paths.ip_to_id}/{overlay_a}", a.instance_id.encode())
+    wait_for(lambda: not agent_fleet.status(a).problems, what="the conflict resolved")
 
 
 def _heals(fleet, host) -> int:
