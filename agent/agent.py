@@ -33,6 +33,7 @@ from agent.status import StatusPublisher
 from neti_core import __version__
 from neti_core.config import NetiConfig
 from neti_core.errors import NetiError
+from neti_core.firewall.protocol import FirewallBackend
 from neti_core.imds import Identity
 from neti_core.members import Member, ParsedParty, parse_party
 from neti_core.registry import OverlayRegistry, PartyMembership, read_params
@@ -66,7 +67,7 @@ class Applied:
 
 
 class Agent:
-    def __init__(self, config: NetiConfig, identity: Identity, backend: Any, *,
+    def __init__(self, config: NetiConfig, identity: Identity, backend: FirewallBackend, *,
                  zk_hosts: str | None = None, clock: Callable[[], float] = time.monotonic,
                  state_dir: Path | None = None) -> None:
         self.config = config
@@ -372,7 +373,7 @@ class Agent:
             drift_detected=applied.drift_detected,
             public_ip=str(self.identity.public_ip),
             private_ip=str(self.identity.private_ip),
-            backend=getattr(self.backend, "name", type(self.backend).__name__),
+            backend=self.backend.name,
             malformed_entries=applied.malformed,
             pending_removals=plan.in_grace if plan is not None else 0,
             problems=applied.problems,

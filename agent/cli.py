@@ -9,11 +9,16 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from neti_core import __version__
 from neti_core.cliutil import DEFAULT_CONFIG, fail, load_config_or_exit
 from neti_core.config import NetiConfig
 from neti_core.errors import NetiError
+
+if TYPE_CHECKING:
+    from neti_core.firewall.protocol import FirewallBackend
+    from neti_core.imds import Identity
 
 PROG = "neti-agent"
 log = logging.getLogger("neti.agent")
@@ -70,12 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     return run(config, identity, backend, once=args.once, config_path=args.config)
 
 
-def run(config: NetiConfig, identity: object, backend: object, *, once: bool, config_path: str) -> int:
+def run(config: NetiConfig, identity: Identity, backend: FirewallBackend, *, once: bool,
+        config_path: str) -> int:
     from agent.agent import Agent
     from agent.metrics import HealthServer
     from agent.tagging import tag_in_background
 
-    agent = Agent(config, identity, backend)  # type: ignore[arg-type]
+    agent = Agent(config, identity, backend)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -99,7 +105,7 @@ def run(config: NetiConfig, identity: object, backend: object, *, once: bool, co
         if config.metrics_port:
             health = HealthServer(config.metrics_address, config.metrics_port, agent.metrics,
                                   agent.health).start()
-        tag_in_background(config_path, identity.instance_id, str(agent.overlay_ip))  # type: ignore[attr-defined]
+        tag_in_background(config_path, identity.instance_id, str(agent.overlay_ip))
         stop.wait()
         return 0
     except NetiError as exc:

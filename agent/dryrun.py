@@ -7,7 +7,6 @@ plan, which reads the kernel but never writes it (the original swapped the live 
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
@@ -18,13 +17,14 @@ from agent.last_good import FILE_NAME as LAST_GOOD_FILE
 from agent.membership import MembershipTracker, load_applied
 from neti_core.config import NetiConfig
 from neti_core.errors import NetiError
+from neti_core.firewall.protocol import FirewallBackend
 from neti_core.imds import Identity
 from neti_core.members import ParsedParty
 from neti_core.registry import OverlayRegistry, read_party
 from neti_core.rules import build_ruleset
 
 
-def dry_run(config: NetiConfig, identity: Identity, backend: Any) -> int:
+def dry_run(config: NetiConfig, identity: Identity, backend: FirewallBackend) -> int:
     hosts = config.zk_connect_string(identity.side)
     client = KazooClient(hosts=hosts, timeout=config.zk_session_timeout_seconds)
     try:

@@ -36,7 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from neti_core.config import NetiConfig
-from neti_core.firewall.base import FirewallBackend
+from neti_core.firewall.base import BackendBase
 from neti_core.firewall.nft_render import render_nft_delta, render_nft_full
 from neti_core.lab.netns import temporary_namespace
 from neti_core.members import Member, Side
@@ -62,7 +62,7 @@ def members(count: int, offset: int = 0) -> list[Member]:
     return out
 
 
-def backend_for(kind: str) -> FirewallBackend:
+def backend_for(kind: str) -> BackendBase:
     if kind == "nft":
         from neti_core.firewall.nft_backend import NftBackend
 

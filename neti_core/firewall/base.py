@@ -1,6 +1,6 @@
-"""The firewall backend interface, its errors, and ``make_backend`` (which picks one).
+"""The firewall backends' shared logic, their errors, and ``make_backend`` (which picks one).
 
-Interface, as the agent uses it::
+Interface (:class:`~neti_core.firewall.protocol.FirewallBackend`), as the agent uses it::
 
     from neti_core.rules import build_ruleset
     from neti_core.firewall.base import make_backend, FirewallError
@@ -33,9 +33,10 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from neti_core.errors import NetiError
+from neti_core.firewall.protocol import FirewallBackend
 from neti_core.firewall.readback import Drift, LiveState, compare, stale_chains
 from neti_core.render import render_iptables_full
 from neti_core.rules import RuleSet, RuleSetDiff, diff
@@ -88,8 +89,11 @@ class ApplyResult:
     drift: Drift = field(default_factory=Drift)
 
 
-class FirewallBackend(ABC):
-    """One way of getting a RuleSet into the kernel and reading it back. See the module docstring."""
+class BackendBase(ABC):
+    """The apply/delta/repair logic the iptables backends share; each supplies the kernel I/O.
+
+    Subclasses satisfy :class:`~neti_core.firewall.protocol.FirewallBackend`.
+    """
 
     name = "abstract"
 
@@ -254,22 +258,56 @@ class NamespacedBackend:
         self.netns = netns
         self._worker = NetnsWorker(netns)
 
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self.backend, name)
-        if not callable(attribute):
-            return attribute
+    # Explicit methods, not a __getattr__ proxy, so the wrapper is checked against the protocol.
+    @property
+    def name(self) -> str:
+        return self.backend.name
 
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return self._worker.call(attribute, *args, **kwargs)
+    @property
+    def ipset_name(self) -> str:
+        return self.backend.ipset_name
 
-        return call
+    @property
+    def detection(self) -> Detection | None:
+        return self.backend.detection
+
+    @property
+    def applied(self) -> RuleSet | None:
+        return self.backend.applied
+
+    def describe(self) -> str:
+        return self._worker.call(self.backend.describe)
+
+    def forget(self) -> None:
+        self._worker.call(self.backend.forget)
+
+    def apply(self, desired: RuleSet, *, full: bool = False) -> ApplyResult:
+        return self._worker.call(self.backend.apply, desired, full=full)
+
+    def read(self, ipset_name: str | None = None) -> LiveState:
+        return self._worker.call(self.backend.read, ipset_name)
+
+    def drift(self, desired: RuleSet) -> Drift:
+        return self._worker.call(self.backend.drift, desired)
+
+    def verify(self, desired: RuleSet) -> None:
+        self._worker.call(self.backend.verify, desired)
+
+    def repair(self, desired: RuleSet) -> ApplyResult:
+        return self._worker.call(self.backend.repair, desired)
+
+    def plan(self, desired: RuleSet, *, commands: bool = False) -> str:
+        return self._worker.call(self.backend.plan, desired, commands=commands)
+
+    def flush(self) -> None:
+        self._worker.call(self.backend.flush)
 
     def close(self) -> None:
         self._worker.close()
 
 
 def make_backend(config: NetiConfig, *, netns: str | None = None,
-                 record_path: Path | None = None) -> FirewallBackend | NamespacedBackend:
+                 record_path: Path | None = None) -> FirewallBackend:
     """The backend ``config.firewall_backend`` asks for; ``auto`` follows the host's iptables flavour.
 
     ``auto``: the native ``nft`` backend where the kernel has nf_tables, ``nft`` is installed and
@@ -296,7 +334,7 @@ def make_backend(config: NetiConfig, *, netns: str | None = None,
     return NamespacedBackend(backend, netns) if netns is not None else backend
 
 
-def _construct(choice: str, detection: Detection, ipset_name: str) -> FirewallBackend:
+def _construct(choice: str, detection: Detection, ipset_name: str) -> BackendBase:
     from neti_core.firewall.restore import RestoreBackend
 
     if choice == "auto":

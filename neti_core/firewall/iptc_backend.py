@@ -26,7 +26,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
 
-from neti_core.firewall.base import FirewallApplyError, FirewallBackend, FirewallUnavailableError
+from neti_core.firewall.base import BackendBase, FirewallApplyError, FirewallUnavailableError
 from neti_core.firewall.detect import legacy_table_names
 from neti_core.firewall.iptc_entries import DnatTemplate, rule_spec, xtables_lock
 from neti_core.firewall.readback import LiveState, stale_chains
@@ -53,7 +53,7 @@ def _load() -> Any:
     return iptc
 
 
-class IptcBackend(FirewallBackend):
+class IptcBackend(BackendBase):
     """Rules through libiptc (legacy tables), one commit per table; sets through ``ipset restore``."""
 
     name = "iptc"
@@ -191,7 +191,7 @@ class IptcBackend(FirewallBackend):
             if append(name, template.fill(overlay, target), handle) != 1:
                 raise self.iptc.IPTCError(f"can't append to {DNAT_CHAIN}: {table.strerror()}")
 
-    # -- FirewallBackend -------------------------------------------------------------------------
+    # -- BackendBase -------------------------------------------------------------------------
     def _apply_full(self, desired: RuleSet, live: LiveState | None) -> None:
         sets = set(live.sets) if live is not None else ipset_names()
         stale = stale_chains(live, desired) if live is not None else {}

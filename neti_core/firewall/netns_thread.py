@@ -50,23 +50,24 @@ def _libc() -> ctypes.CDLL:
 def call_in_netns(name: str, fn: Callable[..., T], *args: Any, timeout: float | None = None,
                   **kwargs: Any) -> T:
     """Run ``fn(*args, **kwargs)`` on a fresh thread inside ``name``; return or raise what it does."""
-    outcome: dict[str, Any] = {}
+    values: list[T] = []
+    errors: list[BaseException] = []
 
     def target() -> None:
         try:
             enter(name)
-            outcome["value"] = fn(*args, **kwargs)
+            values.append(fn(*args, **kwargs))
         except BaseException as exc:
-            outcome["error"] = exc
+            errors.append(exc)
 
     thread = threading.Thread(target=target, name=f"netns:{name}", daemon=True)
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
         raise NetnsError(f"call in {name} still running after {timeout}s")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+    if errors:
+        raise errors[0]
+    return values[0]
 
 
 def start_in_netns(name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> threading.Thread:

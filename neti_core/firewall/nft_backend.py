@@ -18,7 +18,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-from neti_core.firewall.base import FirewallBackend, FirewallError, FirewallUnavailableError
+from neti_core.firewall.base import BackendBase, FirewallError, FirewallUnavailableError
 from neti_core.firewall.detect import legacy_table_names
 from neti_core.firewall.nft_lib import NftLibraryError, library, run_json
 from neti_core.firewall.nft_readback import parse_nft_json
@@ -110,7 +110,7 @@ def retire_iptables_objects(ipset_name: str) -> list[str]:
     return removed
 
 
-class NftBackend(FirewallBackend):
+class NftBackend(BackendBase):
     """Neti's rules as ``table ip neti``: a member set, an overlay→address map, four chains."""
 
     name = "nft"

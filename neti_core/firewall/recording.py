@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from neti_core.firewall.base import FirewallBackend
+from neti_core.firewall.base import BackendBase
 from neti_core.firewall.readback import LiveState, expected_state, render_flush, stale_chains
 from neti_core.render import (
     render_ipset_delta,
@@ -36,7 +36,7 @@ class Record:
     at: float
 
 
-class RecordingBackend(FirewallBackend):
+class RecordingBackend(BackendBase):
     """Applies to an in-memory LiveState; ``records`` (and ``path``) keep what would have run."""
 
     name = "recording"

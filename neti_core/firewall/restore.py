@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 
-from neti_core.firewall.base import FirewallBackend, FirewallUnavailableError
+from neti_core.firewall.base import BackendBase, FirewallUnavailableError
 from neti_core.firewall.readback import (
     LiveState,
     parse_chain_listing,
@@ -40,7 +40,7 @@ from neti_core.render import (
 from neti_core.rules import RuleSet, RuleSetDiff
 
 
-class RestoreBackend(FirewallBackend):
+class RestoreBackend(BackendBase):
     """Rules through the iptables-restore of one flavour, sets through ipset restore."""
 
     name = "restore"
