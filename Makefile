@@ -12,6 +12,7 @@ DEMO_ARGS ?= --hosts 40 --vpc 25 --unregistered 5
 
 test: deps venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 demo: deps venv
@@ -37,6 +38,7 @@ bench: deps venv
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 clean:

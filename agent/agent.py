@@ -27,7 +27,7 @@ from agent.deadman import Deadman
 from agent.last_good import FILE_NAME as LAST_GOOD_FILE
 from agent.membership import MembershipPlan, MembershipTracker, load_applied, save_applied
 from agent.metrics import AgentMetrics
-from agent.runner import BoundedFrequencyRunner
+from agent.runner import BoundedFrequencyRunner, RealTimer
 from agent.selfheal import SelfHeal
 from agent.status import StatusPublisher
 from neti_core import __version__
@@ -139,7 +139,8 @@ class Agent:
     def start_controls(self) -> None:
         """Create the runner and the control watches (their first values arrive synchronously)."""
         assert self.client is not None
-        self.runner = BoundedFrequencyRunner(self.sync, self._min_interval, self.config.resync_seconds)
+        self.runner = BoundedFrequencyRunner(self.sync, self._min_interval, self.config.resync_seconds,
+                                             RealTimer(self.clock))
         self.controls = ControlWatcher(self.client, self.paths, self.identity.instance_id,
                                        self.runner.mark_dirty, self.state_dir / LAST_GOOD_FILE)
 

@@ -4,6 +4,10 @@ Membership and control changes only mark the state dirty; the sync function then
 once per ``min_interval`` (so a burst of 500 joins costs one apply, not 500) and at least once per
 ``max_interval`` (the periodic resync that finds and repairs drift). The sync may also ask to be
 woken at a given time (a grace period ending, a dead-man deadline).
+
+Time comes from an injected :class:`Timer` (kube-proxy's ``timer`` interface): the agent's is the
+monotonic clock and a condition wait; tests pass a simulated one, so pacing is checked to the
+millisecond without sleeping.
 """
 
 from __future__ import annotations
@@ -12,18 +16,39 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
 
+class Timer(Protocol):
+    """Where the runner's time comes from, and how it waits for it to pass."""
+
+    def now(self) -> float: ...
+
+    def wait(self, condition: threading.Condition, seconds: float) -> None:
+        """Block on ``condition`` (held by the caller) for up to ``seconds``, or until notified."""
+
+
+class RealTimer:
+    """The agent's timer: a clock (monotonic by default) and ``Condition.wait``."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.now = clock
+
+    def wait(self, condition: threading.Condition, seconds: float) -> None:
+        condition.wait(seconds)
+
+
 class BoundedFrequencyRunner:
     def __init__(self, sync: Callable[[], float | None], min_interval: Callable[[], float],
-                 max_interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_interval: float, timer: Timer | None = None) -> None:
         """``sync`` returns the seconds after which it wants to run again, or None."""
         self._sync = sync
         self._min_interval = min_interval
         self._max_interval = max_interval
-        self._clock = clock
+        self._timer: Timer = timer or RealTimer()
+        self._clock = self._timer.now
         self._condition = threading.Condition()
         self._dirty = True  # the first sync runs at once
         self._stopped = False
@@ -65,7 +90,7 @@ class BoundedFrequencyRunner:
                     delay = self._next_due() - self._clock()
                     if delay <= 0:
                         break
-                    self._condition.wait(delay)
+                    self._timer.wait(self._condition, delay)
                 if self._stopped:
                     return
                 self._dirty = False

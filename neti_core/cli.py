@@ -40,7 +40,7 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineErrorParser(prog=PROG, description="Neti operations command.")
+    parser: argparse.ArgumentParser = OneLineErrorParser(prog=PROG, description="Neti operations command.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_parser in COMMANDS:
@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    status: int = args.handler(args)
+    return status
 
 
 if __name__ == "__main__":

@@ -234,7 +234,7 @@ def nat_overrides(key: str, value: Any) -> dict[IPv4Address, IPv4Address]:
 def backend(key: str, value: Any) -> str:
     if value not in _BACKENDS:
         raise ConfigError(key, f"must be one of {', '.join(_BACKENDS)}, got {value!r}")
-    return value
+    return str(value)
 
 
 def ipset_name(key: str, value: Any) -> str:

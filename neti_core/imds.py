@@ -36,12 +36,12 @@ class Identity:
     vpc_id: str | None = None
 
 
-class _Fetcher(IMDSFetcher):
+class _Fetcher(IMDSFetcher):  # type: ignore[misc]  # botocore is untyped (see pyproject)
     def token(self) -> str:
         token = self._fetch_metadata_token()
         if not token:
             raise MetadataError(f"{self.get_base_url()} gave no IMDSv2 token")
-        return token
+        return str(token)
 
     def get(self, path: str, token: str, *, missing_ok: bool = False) -> str | None:
         response = self._get_request(f"latest/meta-data/{path}", retry_func=_retry_5xx, token=token)
@@ -49,7 +49,7 @@ class _Fetcher(IMDSFetcher):
             return None
         if response.status_code != 200:
             raise MetadataError(f"metadata {path}: HTTP {response.status_code}")
-        return response.text.strip()
+        return str(response.text).strip()
 
 
 def _retry_5xx(response: object) -> bool:

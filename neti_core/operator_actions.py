@@ -162,9 +162,9 @@ class FleetControl:
             else:
                 entry = self._entry(action, f"{len(todo)} hosts", {i: current[i][0] for i in todo}, value,
                                     why=why, extra={**extra, "instance_ids": todo})
-            path = self._commit(transaction, entry)
-            if path is not None:
-                return todo, same, path
+            committed = self._commit(transaction, entry)
+            if committed is not None:
+                return todo, same, committed
         raise ControlConflictError(f"{action}: the overrides kept changing under us; nothing written")
 
     def set_fleet_reject_all(self, value: bool | None, why: str = "") -> ActionResult:

@@ -311,12 +311,12 @@ def find_problems(ip_to_id: dict[str, str], id_to_ip: dict[str, str]) -> Iterabl
         except MalformedEntryError as exc:
             yield RegistryProblem("malformed", f"id-to-ip/{instance_id}: {exc}")
             continue
-        owner = ip_to_id.get(str(ip))
-        if owner is None:
+        claimant = ip_to_id.get(str(ip))
+        if claimant is None:
             yield RegistryProblem("missing-ip-to-id", f"id-to-ip/{instance_id} -> {ip} has no ip-to-id",
                                   instance_id, ip, repairable=True)
-        elif owner != instance_id:
-            yield RegistryProblem("conflict", f"id-to-ip/{instance_id} -> {ip}, owned by {owner}",
+        elif claimant != instance_id:
+            yield RegistryProblem("conflict", f"id-to-ip/{instance_id} -> {ip}, owned by {claimant}",
                                   instance_id, ip)
 
 
@@ -349,7 +349,9 @@ class PartyMembership:
 
     @property
     def node_path(self) -> str:
-        return self.party.create_path
+        """This host's party entry (the self-heal checks it is still there)."""
+        path: str = self.party.create_path
+        return path
 
     def join(self) -> None:
         with self._lock:

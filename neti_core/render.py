@@ -98,8 +98,8 @@ def render_iptables_full(ruleset: RuleSet,
     stale_chains = stale_chains or {}
     by_table: dict[str, list[str]] = {table: [] for table in _TABLE_ORDER}
     declared: dict[str, list[str]] = {table: [] for table in _TABLE_ORDER}
-    for chain in ruleset.filter_chains:
-        declared[chain.table].append(chain.name)
+    for filter_chain in ruleset.filter_chains:
+        declared[filter_chain.table].append(filter_chain.name)
     declared[NAT].append(DNAT_CHAIN)
     for table, names in stale_chains.items():
         declared.setdefault(table, []).extend(names)
@@ -118,8 +118,8 @@ def render_iptables_full(ruleset: RuleSet,
         if (table, chain) not in wanted:
             by_table.setdefault(table, []).extend(f"-D {chain} {spec}" for spec in specs)
             inserts.setdefault(table, [])
-    for chain in ruleset.filter_chains:
-        by_table[chain.table] += _chain_block(chain)
+    for filter_chain in ruleset.filter_chains:
+        by_table[filter_chain.table] += _chain_block(filter_chain)
     by_table[NAT] += [f"-A {DNAT_CHAIN} {spec}" for spec in ruleset.dnat_specs]
     for table, names in stale_chains.items():
         by_table[table] += [f"-X {name}" for name in names]

@@ -50,9 +50,9 @@ def revert_slots(entry: AuditEntry) -> dict[str, tuple[Any, Any]]:
     if entry.action not in REVERTIBLE:
         raise RevertRefused(f"a {entry.action} entry cannot be reverted")
     targets = entry.extra.get("instance_ids")
-    bulk = isinstance(targets, list) and isinstance(entry.before, dict)
-    if entry.action.startswith("reject_all.") and bulk:
-        slots = {str(t): (entry.before.get(t), entry.after) for t in targets}
+    before = entry.before
+    if entry.action.startswith("reject_all.") and isinstance(targets, list) and isinstance(before, dict):
+        slots = {str(t): (before.get(t), entry.after) for t in targets}
     else:
         slots = {entry.target: (entry.before, entry.after)}
     for target, (before, _) in slots.items():

@@ -338,7 +338,7 @@ class RuleSetDiff:
 def diff(old: RuleSet | None, new: RuleSet) -> RuleSetDiff:
     """What must change to go from ``old`` (None: nothing installed) to ``new``."""
     if old is None or old.ipset_name != new.ipset_name:
-        ipset_full, add, delete = True, frozenset(), frozenset()
+        ipset_full, add, delete = True, frozenset[IPv4Address](), frozenset[IPv4Address]()
     else:
         # By text (cached per RuleSet): IPv4Address equality is Python-level and 10x slower.
         ipset_full = False
@@ -350,7 +350,8 @@ def diff(old: RuleSet | None, new: RuleSet) -> RuleSetDiff:
     removed = tuple(key for key in old_chains if key not in new_keys)
     # Compared by rule text (cached per RuleSet; str hashing is C-fast), in overlay order.
     if old is None:
-        dnat_add, dnat_del = new.dnat, ()
+        dnat_add: tuple[tuple[IPv4Address, IPv4Address], ...] = new.dnat
+        dnat_del: tuple[tuple[IPv4Address, IPv4Address], ...] = ()
     else:
         new_by, old_by = new.dnat_by_spec, old.dnat_by_spec
         dnat_add = tuple(sorted(new_by[spec] for spec in new_by.keys() - old_by.keys()))

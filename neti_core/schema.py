@@ -38,6 +38,10 @@ def _bounded(data: bytes | str, what: str) -> bytes | str:
     return data
 
 
+# (name, JSON types accepted, default or ... when required): one line of a control document.
+_FieldSpecs = tuple[tuple[str, type | tuple[type, ...], Any], ...]
+
+
 def _load(data: bytes | str, what: str) -> dict[str, Any]:
     _bounded(data, what)
     try:
@@ -204,7 +208,7 @@ class _Document:
 
     __slots__ = ()
     _WHAT: ClassVar[str]
-    _FIELDS: ClassVar[tuple[tuple[str, type | tuple[type, ...], Any], ...]]
+    _FIELDS: ClassVar[_FieldSpecs]
 
     def to_json(self) -> bytes:
         return _dump(self)
@@ -222,7 +226,7 @@ class _Document:
         """Rules on the values beyond their JSON types (none by default)."""
 
 
-_STAMP = (("who", str, ...), ("when", (int, float), ...), ("why", str, ""))
+_STAMP: _FieldSpecs = (("who", str, ...), ("when", (int, float), ...), ("why", str, ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +238,7 @@ class RejectAllOverride(_Document):
     when: float
     why: str = ""
     _WHAT: ClassVar[str] = "control/reject_all"
-    _FIELDS: ClassVar[tuple] = (("value", bool, ...), *_STAMP)
+    _FIELDS: ClassVar[_FieldSpecs] = (("value", bool, ...), *_STAMP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,8 +251,8 @@ class FleetDefaults(_Document):
     why: str = ""
     _WHAT: ClassVar[str] = "control/defaults"
     # Every writer stamps who and when: a document without them was not written by an operator tool.
-    _FIELDS: ClassVar[tuple] = (("reject_all", bool, None), ("who", str, ...), ("when", (int, float), ...),
-                                ("why", str, ""))
+    _FIELDS: ClassVar[_FieldSpecs] = (("reject_all", bool, None), ("who", str, ...),
+                                      ("when", (int, float), ...), ("why", str, ""))
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +264,7 @@ class PhaseRecord(_Document):
     when: float
     why: str = ""
     _WHAT: ClassVar[str] = "control/phase"
-    _FIELDS: ClassVar[tuple] = (("phase", str, ...), *_STAMP)
+    _FIELDS: ClassVar[_FieldSpecs] = (("phase", str, ...), *_STAMP)
 
     @classmethod
     def _check(cls, values: dict[str, Any]) -> None:

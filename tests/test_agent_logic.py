@@ -7,10 +7,13 @@ import threading
 import time
 from ipaddress import IPv4Address
 
+import pytest
+
 from agent.deadman import Deadman
 from agent.membership import MembershipTracker, load_applied, save_applied
 from agent.runner import BoundedFrequencyRunner
 from neti_core.members import Member, Side
+from tests.fixtures.fake_timer import FakeTimer
 
 
 def member(n: int, side: Side = Side.EC2) -> Member:
@@ -104,39 +107,58 @@ def test_deadman_confirms_after_settling_and_rolls_back_when_overdue():
 
 
 def test_runner_coalesces_a_burst_into_few_syncs_and_resyncs_periodically():
+    timer = FakeTimer()
+    start = timer.now()
     calls: list[float] = []
-    runner = BoundedFrequencyRunner(lambda: calls.append(time.monotonic()), lambda: 0.2,
-                                    max_interval=0.5)
-    thread = threading.Thread(target=runner.run_forever)
-    thread.start()
-    try:
-        for _ in range(200):
-            runner.mark_dirty()
-            time.sleep(0.002)  # a burst lasting ~0.4 s
-        time.sleep(1.3)
-    finally:
-        runner.stop()
-        thread.join(5)
+    runner = BoundedFrequencyRunner(lambda: calls.append(timer.now()), lambda: 0.2,
+                                    max_interval=0.5, timer=timer)
+    for n in range(200):
+        timer.at(start + n * 0.002, runner.mark_dirty)  # a burst lasting 0.4 s
+    timer.at(start + 1.7, runner.stop)
+    runner.run_forever()
     gaps = [b - a for a, b in itertools.pairwise(calls)]
-    assert 3 <= len(calls) <= 8, calls
-    assert min(gaps) >= 0.19  # never more often than min_interval
-    assert max(gaps) <= 1.0  # never much less often than max_interval (0.5 s, plus scheduling slack)
+    # 200 triggers: syncs at 0 (first), 0.2 and 0.4 (dirty, paced by min_interval), then the
+    # periodic resync every max_interval: 0.9, 1.4.
+    assert [round(c - start, 6) for c in calls] == [0.0, 0.2, 0.4, 0.9, 1.4]
+    assert min(gaps) >= 0.2 - 1e-9  # never more often than min_interval
+    assert max(gaps) <= 0.5 + 1e-9  # never less often than max_interval
 
 
 def test_runner_wakes_when_the_sync_asks():
+    timer = FakeTimer()
     calls: list[float] = []
 
     def sync() -> float | None:
-        calls.append(time.monotonic())
+        calls.append(timer.now())
         return 0.1 if len(calls) == 1 else None
 
-    runner = BoundedFrequencyRunner(sync, lambda: 0.05, max_interval=30)
+    runner = BoundedFrequencyRunner(sync, lambda: 0.05, max_interval=30, timer=timer)
+    timer.at(timer.now() + 0.5, runner.stop)
+    runner.run_forever()
+    assert len(calls) == 2 and calls[1] - calls[0] == pytest.approx(0.1)
+
+
+def test_runner_wakes_at_once_when_marked_dirty_from_another_thread():
+    """The real timer: a watch callback's mark_dirty ends the wait (no periodic resync needed)."""
+    calls: list[float] = []
+    first, synced = threading.Event(), threading.Event()
+
+    def sync() -> None:
+        calls.append(time.monotonic())
+        (first if len(calls) == 1 else synced).set()
+
+    runner = BoundedFrequencyRunner(sync, lambda: 0.0, max_interval=60)
     thread = threading.Thread(target=runner.run_forever)
     thread.start()
-    time.sleep(0.5)
-    runner.stop()
-    thread.join(5)
-    assert len(calls) == 2 and 0.08 <= calls[1] - calls[0] <= 0.4
+    try:
+        assert first.wait(10)
+        marked = time.monotonic()
+        runner.mark_dirty()
+        assert synced.wait(10)
+    finally:
+        runner.stop()
+        thread.join(10)
+    assert calls[1] - marked < 10 and not thread.is_alive()
 
 
 def test_guard_sees_staggered_vanishing_as_one_mass_change():

@@ -235,7 +235,8 @@ class LiveFleet:
     def _get_single_sync(self, target: str) -> bytes | None:
         path = self._single_path[target]
         try:
-            return self.client.get(path, watch=self._watchers[target])[0]
+            data: bytes = self.client.get(path, watch=self._watchers[target])[0]
+            return data
         except NoNodeError:
             if self.client.exists(path, watch=self._watchers[target]) is not None:
                 return self._get_single_sync(target)

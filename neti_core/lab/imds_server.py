@@ -78,7 +78,7 @@ class ImdsServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> ImdsServer:
         self._thread = threading.Thread(target=self.serve_forever, name="imds", daemon=True)

@@ -30,7 +30,7 @@ from neti_core.firewall.netns_thread import (
     start_in_netns,
 )
 
-__all__ = ["NetnsError", "NetnsWorker", "call_in_netns", "enter", "start_in_netns"]
+__all__ = ["NETNS_DIR", "NetnsError", "NetnsWorker", "call_in_netns", "enter", "start_in_netns"]
 
 _TIMEOUT = 30.0
 T = TypeVar("T")

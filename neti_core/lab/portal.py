@@ -52,7 +52,8 @@ class Portal:
 
     @property
     def port(self) -> int:
-        return self._listener.getsockname()[1]
+        port: int = self._listener.getsockname()[1]
+        return port
 
     def block(self) -> None:
         self.blocked = True

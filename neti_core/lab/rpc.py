@@ -84,4 +84,5 @@ def request(path: Path, command: str, timeout: float = 600, **args: Any) -> dict
         sock.sendall(json.dumps({"command": command, **args}).encode() + b"\n")
         sock.shutdown(socket.SHUT_WR)
         data = b"".join(iter(lambda: sock.recv(65536), b""))
-    return json.loads(data)
+    reply: dict[str, Any] = json.loads(data)
+    return reply

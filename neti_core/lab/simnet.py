@@ -58,7 +58,8 @@ class Segments:
     net: IPv4Network = _NET
 
     def network(self, segment: str) -> IPv4Network:
-        return getattr(self, segment)
+        network: IPv4Network = getattr(self, segment)
+        return network
 
     def gateway(self, segment: str) -> IPv4Address:
         return next(self.network(segment).hosts())

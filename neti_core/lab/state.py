@@ -77,7 +77,7 @@ def _kill(pid: int | None, marker: str) -> None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return
-    if marker in cmdline:
+    if pid is not None and marker in cmdline:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 

@@ -33,7 +33,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now (the kernel picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def four_letter_word(host: str, port: int, word: str, timeout: float = 1.0) -> str:

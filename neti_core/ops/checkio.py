@@ -152,7 +152,7 @@ def read_kernel(config: NetiConfig, netns: str | None) -> tuple[LiveState, str, 
     backend = make_backend(config, netns=netns)
     try:
         live = backend.read()
-        mode = backend.detection.mode
+        mode = backend.detection.mode if backend.detection else "unknown"
         native = backend.name == "nft"
     finally:
         close = getattr(backend, "close", None)

@@ -170,7 +170,9 @@ def _read(client: KazooClient, path: str, decode: Any, field: str | None) -> str
 
 
 def _shown(value: object) -> str:
-    return {True: "on", False: "off", None: "unset"}.get(value, str(value))  # type: ignore[call-overload]
+    if value is None or isinstance(value, bool):
+        return {True: "on", False: "off", None: "unset"}[value]
+    return str(value)
 
 
 def _write(control: Any, request: tuple[str, Any, tuple[str, ...]], why: str, snapshot: Any) -> Any:
