@@ -227,6 +227,7 @@ class Agent:
             self.metrics.membership_version.set(cversion)
             self.metrics.last_sync.set(time.time())
         self.applied.malformed = len(party.malformed)
+        self.metrics.malformed.set(len(party.malformed))
         self.applied.problems = controls.problems + self._heal_problems
         self._check_deadman(now)
         self._publish()

@@ -10,8 +10,9 @@ Conventions that matter for correctness:
   chain is rewritten whole inside one table transaction — never a moment with half the rules.
 * Only Neti's chains are declared; built-in chains are touched by exact ``-D``/``-I`` of Neti's
   own jump, so every other rule in the table survives.
-* A full ipset sync fills a staging set; the swap and destroy are a separate step run only after
-  the iptables commit succeeded, so a failure leaves the live set exactly as it was.
+* A full ipset sync fills a staging set and swaps it in *before* the iptables commit (the swap is
+  the step that can be refused late); if the commit then fails, ``render_ipset_swap`` swaps the
+  previous members back, so a failure leaves the live set as it was.
 """
 
 from __future__ import annotations
@@ -172,7 +173,10 @@ def render_jump(jump: Jump) -> str:
 
 
 def render_ruleset(ruleset: RuleSet) -> str:
-    """A readable listing of the whole RuleSet (what ``neti-agent --dry-run`` prints)."""
+    """A readable listing of the whole RuleSet, independent of any kernel state.
+
+    ``neti-agent --dry-run`` prints ``backend.plan()`` instead, which compares with what is live.
+    """
     lines = [f"# neti ruleset {ruleset.hash}: side={ruleset.side.value} reject_all={ruleset.reject_all}",
              f"# ipset {ruleset.ipset_name} ({IPSET_TYPE}): {len(ruleset.members)} members"]
     lines += [f"add {ruleset.ipset_name} {ip}" for ip in sorted(ruleset.members)]

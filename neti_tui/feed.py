@@ -1,5 +1,6 @@
-"""The console's data feed: the ZooKeeper session, the live fleet view and the EC2 poller, each in a
-Textual thread worker, handing batches to the app as messages.
+"""The console's data feed: how to reach ZooKeeper and EC2, and the messages that carry their
+news. The thread workers that run the session, the live fleet view and the EC2 poller are in
+:mod:`neti_tui.app`; they post these messages to the app.
 
 The ZooKeeper client retries its connection forever in the background: a console started while
 ZooKeeper is down shows a banner and fills in when it comes up; a lost session is re-established
@@ -25,7 +26,7 @@ from neti_core.members import Side
 
 @dataclass
 class FleetChanged(Message):
-    """One batch from the live view (posted from the feed's worker thread to the app)."""
+    """One batch from the live view (posted by the app's zookeeper worker thread)."""
 
     batch: FleetBatch
 

@@ -30,8 +30,6 @@ class ConsoleContext(Protocol):
 
     def poll_ec2_now(self) -> None: ...
 
-    def show_host(self, key: str) -> None: ...
-
 
 def context(node: DOMNode) -> ConsoleContext:
     return cast("ConsoleContext", node.app)

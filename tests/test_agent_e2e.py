@@ -135,6 +135,7 @@ def test_a_malformed_party_entry_is_reported_and_the_agent_keeps_working(agent_f
     agent_fleet.zk.create(f"{agent_fleet.paths.ip_map}/{'f' * 32}-1.2.3.4|10.0.0.1|192.168.0.1;reboot|0",
                           ephemeral=True)
     wait_for(lambda: agent_fleet.status(a).malformed_entries == 1, what="malformed entry reported")
+    assert "neti_malformed_entries 1.0" in _http_get(a, "/metrics")[1]
     b = agent_fleet.add(Side.VPC)
     wait_for(lambda: agent_fleet.converged(members=2), what="converged with the new member")
     assert agent_fleet.status(a).malformed_entries == 1

@@ -82,19 +82,6 @@ def parse_chain_listing(table: str, text: str) -> dict[tuple[str, str], list[str
     return jumps
 
 
-def parse_ipset_save(text: str) -> tuple[frozenset[str], str | None]:
-    """Members and type from ``ipset save NAME`` output."""
-    members = []
-    set_type = None
-    for line in text.splitlines():
-        if line.startswith("add "):
-            members.append(line.split(" ", 3)[2])
-        elif line.startswith("create "):
-            parts = line.split()
-            set_type = parts[2] if len(parts) > 2 else None
-    return frozenset(members), set_type
-
-
 @dataclass(frozen=True)
 class Drift:
     """Differences between the kernel and a RuleSet; empty (falsy) when in sync."""

@@ -5,11 +5,12 @@ Works with both iptables flavours; the flavour's own binaries are called by name
 carries both tables, each committed as one transaction. Subprocesses inherit the calling thread's
 network namespace.
 
-Full sync: fill a staging set → iptables-restore every Neti chain (declaring a chain under
---noflush flushes it) and fix the jumps from what ``-S`` shows in the built-in chains → swap the
-staging set in and destroy it. If the iptables step fails the staging set is destroyed and the live
-set was never touched. Delta: ipset add/del, then iptables rule deltas; if those fail the ipset
-change is reverted.
+Full sync: fill a staging set and swap it in → iptables-restore every Neti chain (declaring a chain
+under --noflush flushes it) and fix the jumps from what ``-S`` shows in the built-in chains →
+destroy the staging set. The swap comes first because it is the step that can be refused late (see
+``ipset_replaced_around`` in :mod:`neti_core.firewall.tools`); if the iptables step fails, a second
+swap puts the previous members back. Delta: ipset add/del, then iptables rule deltas; if those fail
+the ipset change is reverted.
 """
 
 from __future__ import annotations
