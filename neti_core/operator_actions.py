@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
@@ -30,6 +30,7 @@ from neti_core.schema import AuditEntry, FleetDefaults, PhaseRecord, RejectAllOv
 
 CHUNK = 200  # hosts per transaction: one audit record each, well under ZooKeeper's 1 MB request
 _ATTEMPTS = 5
+T = TypeVar("T")
 
 
 class ReadOnlyError(NetiError):
@@ -38,6 +39,20 @@ class ReadOnlyError(NetiError):
 
 class ControlConflictError(NetiError):
     """Someone else kept changing the same nodes; nothing of this chunk was written."""
+
+
+def retry_on_conflict(attempt: Callable[[], T | None], conflict: str) -> T:
+    """Optimistic concurrency: run ``attempt`` until it commits, at most ``_ATTEMPTS`` times.
+
+    ``attempt`` reads the nodes, writes them in one transaction guarded by the versions it read and
+    returns its result, or None when a version check failed (someone wrote in between); it then runs
+    again on fresh reads. Raises ControlConflictError with ``conflict`` when every attempt lost.
+    """
+    for _ in range(_ATTEMPTS):
+        outcome = attempt()
+        if outcome is not None:
+            return outcome
+    raise ControlConflictError(conflict)
 
 
 class PhaseMoveRefused(NetiError):
@@ -125,7 +140,7 @@ class FleetControl:
 
     def _write_overrides(self, chunk: list[str], value: bool | None, why: str, action: str,
                          extra: dict[str, Any]) -> tuple[list[str], list[str], str | None]:
-        for _ in range(_ATTEMPTS):
+        def attempt() -> tuple[list[str], list[str], str | None] | None:
             reads = [(i, self.client.get_async(self._override_path(i))) for i in chunk]
             current: dict[str, tuple[bool | str | None, int | None]] = {}
             for instance_id, result in reads:
@@ -165,7 +180,9 @@ class FleetControl:
             committed = self._commit(transaction, entry)
             if committed is not None:
                 return todo, same, committed
-        raise ControlConflictError(f"{action}: the overrides kept changing under us; nothing written")
+            return None  # a version check failed: someone wrote in between
+
+        return retry_on_conflict(attempt, f"{action}: the overrides kept changing under us; nothing written")
 
     def set_fleet_reject_all(self, value: bool | None, why: str = "") -> ActionResult:
         """The fleet-wide default (None: unset, each host's neti.yml decides)."""
@@ -173,7 +190,7 @@ class FleetControl:
         self.client.ensure_path(self.paths.control)
         self.client.ensure_path(self.paths.audit)
         path = self.paths.control_defaults
-        for _ in range(_ATTEMPTS):
+        def attempt() -> ActionResult | None:
             data, version = self._read(path)
             try:
                 old = FleetDefaults.from_json(data) if data else FleetDefaults()
@@ -188,7 +205,9 @@ class FleetControl:
                                                           value, why=why))
             if audit is not None:
                 return ActionResult("defaults.reject_all", ("fleet",), (), (audit,))
-        raise ControlConflictError("control/defaults kept changing under us; nothing written")
+            return None  # a version check failed: someone wrote in between
+
+        return retry_on_conflict(attempt, "control/defaults kept changing under us; nothing written")
 
     # --- maxchange -------------------------------------------------------------------------------
 
@@ -198,7 +217,7 @@ class FleetControl:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"maxchange must be a whole number >= 0, got {value!r}")
         self.client.ensure_path(self.paths.audit)
-        for _ in range(_ATTEMPTS):
+        def attempt() -> ActionResult | None:
             data, version = self._read(self.paths.maxchange)
             before = _maxchange_or_malformed(data)
             if before == value:
@@ -209,7 +228,9 @@ class FleetControl:
             audit = self._commit(transaction, entry)
             if audit is not None:
                 return ActionResult("maxchange.set", ("maxchange",), (), (audit,))
-        raise ControlConflictError("maxchange kept changing under us; nothing written")
+            return None  # a version check failed: someone wrote in between
+
+        return retry_on_conflict(attempt, "maxchange kept changing under us; nothing written")
 
     # --- the migration phase ---------------------------------------------------------------------
 
@@ -219,7 +240,7 @@ class FleetControl:
         get_phase(target)
         self.client.ensure_path(self.paths.control)
         self.client.ensure_path(self.paths.audit)
-        for _ in range(_ATTEMPTS):
+        def attempt() -> ActionResult | None:
             data, version = self._read(self.paths.control_phase)
             try:
                 current = PhaseRecord.from_json(data).phase if data else None
@@ -237,7 +258,9 @@ class FleetControl:
                                                           extra=extra))
             if audit is not None:
                 return ActionResult("phase.move", ("phase",), (), (audit,))
-        raise ControlConflictError("control/phase kept changing under us; nothing written")
+            return None  # a version check failed: someone wrote in between
+
+        return retry_on_conflict(attempt, "control/phase kept changing under us; nothing written")
 
     # --- undo ----------------------------------------------------------------------------------------
 
@@ -249,7 +272,7 @@ class FleetControl:
         """Restore the before-values of entry ``seq`` in one transaction, audited as its revert.
         Refused when any value has changed since the entry (nothing is written then)."""
         self._check_writable(f"revert audit entry {seq}")
-        for _ in range(_ATTEMPTS):
+        def attempt() -> ActionResult | None:
             plan, versions = self._plan_and_versions(seq)
             entry, reason = plan.entry, f"revert of entry {seq}" + (f": {why}" if why else "")
             transaction = self.client.transaction()
@@ -263,7 +286,10 @@ class FleetControl:
                                                           why=reason, extra=extra))
             if audit is not None:
                 return ActionResult(f"revert of entry {seq}", tuple(targets), (), (audit,))
-        raise ControlConflictError(f"the values of entry {seq} kept changing under us; nothing written")
+            return None  # a version check failed: someone wrote in between
+
+        return retry_on_conflict(attempt,
+                                 f"the values of entry {seq} kept changing under us; nothing written")
 
     def _plan_and_versions(self, seq: int) -> tuple[RevertPlan, dict[str, int | None]]:
         data, _ = self._read(self._audit_path(seq))

@@ -14,6 +14,7 @@ from kazoo.client import KazooClient
 
 from neti_core.config import ZkPaths
 from neti_core.lab.zkserver import ZooKeeperServer, ZooKeeperUnavailable
+from tests.fixtures.servers import started_or_skip
 
 # Fixture modules, one per area, so that work on one area never edits another's fixtures.
 pytest_plugins = ["tests.fixtures.aws", "tests.fixtures.netns", "tests.fixtures.agent",
@@ -36,12 +37,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 def zk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeperServer]:
     """One real ZooKeeper for the session; tests keep apart by prefix."""
     server = ZooKeeperServer(workdir=tmp_path_factory.mktemp("zookeeper"))
-    try:
-        server.start()
-    except ZooKeeperUnavailable as exc:
-        pytest.skip(f"no ZooKeeper: {exc}")
-    yield server
-    server.cleanup()
+    with started_or_skip(server, ZooKeeperUnavailable, "ZooKeeper", server.cleanup):
+        yield server
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from screens.fleet import FleetScreen
 from screens.unregistered import UnregisteredScreen
 from tests.conftest import connect
 from tests.fixtures.console import FleetSeeder, cell, console_config, launch, pilot_test, wait_until
+from tests.fixtures.servers import started_or_skip
 
 SIZE = (170, 45)
 
@@ -60,12 +61,8 @@ async def test_an_unreachable_ec2_api_is_a_banner_not_a_crash(console, seeder):
 def own_zookeeper(tmp_path):
     """A ZooKeeper of this test's own, so it can be stopped without disturbing the others."""
     server = ZooKeeperServer(workdir=tmp_path / "zk")
-    try:
-        server.start()
-    except ZooKeeperUnavailable as exc:
-        pytest.skip(f"no ZooKeeper: {exc}")
-    yield server
-    server.cleanup()
+    with started_or_skip(server, ZooKeeperUnavailable, "ZooKeeper", server.cleanup):
+        yield server
 
 
 @pilot_test
