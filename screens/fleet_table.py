@@ -20,7 +20,8 @@ from typing import Any
 from rich.cells import cell_len
 from rich.text import Text
 from textual.geometry import Region, Size
-from textual.widgets._data_table import ColumnKey, RowKey, TwoWayDict
+from textual.widgets._data_table import TwoWayDict  # private: see the textual pin in pyproject.toml
+from textual.widgets.data_table import ColumnKey, RowKey
 
 from screens.cursor import OperatorCursor
 
