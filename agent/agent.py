@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState
 from kazoo.retry import KazooRetry
 
+from agent.applied import Applied
 from agent.control_watch import ControlWatcher
 from agent.deadman import Deadman
 from agent.last_good import FILE_NAME as LAST_GOOD_FILE
@@ -31,7 +31,7 @@ from agent.runner import BoundedFrequencyRunner, RealTimer
 from agent.selfheal import SelfHeal
 from agent.status import StatusPublisher
 from neti_core import __version__
-from neti_core.config import NetiConfig
+from neti_core.config import NetiConfig, ZkPaths
 from neti_core.errors import NetiError
 from neti_core.firewall.protocol import FirewallBackend
 from neti_core.imds import Identity
@@ -43,27 +43,6 @@ from neti_core.schema import AgentStatus, GuardState, RejectAllSource
 log = logging.getLogger(__name__)
 ZK_READ_TIMEOUT_SECONDS = 5.0
 RETRY_AFTER_ERROR_SECONDS = 5.0  # a failed apply is retried this soon, not at the next resync
-
-
-@dataclass
-class Applied:
-    """What is in the kernel now, as far as this agent knows."""
-
-    ruleset: RuleSet | None = None
-    reject_all: bool = False
-    source: RejectAllSource = "config"
-    membership_version: int = -1
-    members: int = 0
-    applied_at: float | None = None
-    apply_ms: float | None = None
-    plan: MembershipPlan | None = None
-    error: str | None = None
-    drift_repairs: int = 0
-    drift_detected: bool = False
-    malformed: int = 0
-    guard: GuardState | None = None
-    problems: tuple[str, ...] = field(default_factory=tuple)
-    self_heals: int = 0
 
 
 class Agent:
@@ -398,7 +377,7 @@ class Agent:
                          "ruleset_hash": self.applied.ruleset.hash if self.applied.ruleset else None}
 
 
-def read_party_bounded(client: KazooClient, paths: Any,
+def read_party_bounded(client: KazooClient, paths: ZkPaths,
                        watch: Callable[[object], None]) -> tuple[ParsedParty, int, list[str]]:
     """The party, its children version and entry names, waiting a bounded time (a partition must
     not stall us)."""
