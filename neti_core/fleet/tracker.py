@@ -19,20 +19,8 @@ from neti_core.aws import Instance
 from neti_core.errors import MalformedEntryError
 from neti_core.fleet.events import (
     AuditAppended,
-    DefaultsChanged,
-    Ec2HealthChanged,
     FleetBatch,
     FleetEvent,
-    InstancesChanged,
-    Loaded,
-    MaxchangeChanged,
-    MembersChanged,
-    OverlayMapChanged,
-    OverridesChanged,
-    PhaseChanged,
-    ProblemsFound,
-    StatusesChanged,
-    ZkHealthChanged,
 )
 from neti_core.fleet.overlay import OverlayUsage, overlay_usage, usable_addresses
 from neti_core.fleet.state import (
@@ -120,13 +108,11 @@ class FleetModel:
         self._members_by_key: dict[str, Member] = {}
         self._summary = FleetSummary()
         self._events: list[FleetEvent] = []
-        self._status_updated: set[str] = set()
-        self._status_removed: set[str] = set()
-        self._override_ids: set[str] = set()
         self._dirty: set[str] = set()
         self._all_dirty = False
         self._problems_changed = False
         self._touched = False
+        self._news = False  # health, counts or settings changed: the next flush sends a batch
         self._seq = 0
         self._snapshot: FleetSnapshot | None = None
 
@@ -156,9 +142,8 @@ class FleetModel:
         for name, data in tree.audit.items():
             self._insert_audit(name, data)
         self._audit_total = tree.audit_names
-        self._events.append(Loaded(seconds, tree.nodes))
         self._zk = replace(self._zk, loaded=True, load_seconds=seconds)
-        self._events.append(ZkHealthChanged(self._zk))
+        self._news = True
         self._all_dirty = self._problems_changed = True
 
     def set_party(self, children: Iterable[str], cversion: int) -> None:
@@ -173,7 +158,7 @@ class FleetModel:
             self._parse_party_entry(name)
         if added or removed or cversion != self._cversion:
             self._cversion = cversion
-            self._events.append(MembersChanged(len(added), len(removed), cversion))
+            self._news = True
             self._all_dirty = True
 
     def set_ip_to_id(self, overlay_ip: str, data: bytes | None) -> None:
@@ -184,13 +169,13 @@ class FleetModel:
             self._ip_to_id.pop(overlay_ip, None)
         else:
             self._ip_to_id[overlay_ip] = owner
-        self._events.append(OverlayMapChanged(1))
+        self._news = True
         self._all_dirty = True
 
     def set_id_to_ip(self, children: Iterable[str]) -> None:
         names = set(children)
         if names != self._id_to_ip:
-            self._events.append(OverlayMapChanged(len(names ^ self._id_to_ip)))
+            self._news = True
             self._dirty |= names ^ self._id_to_ip  # a registration tells "no agent" from "unregistered"
             self._id_to_ip = names
             self._touched = True
@@ -202,12 +187,8 @@ class FleetModel:
             self._statuses.pop(instance_id, None)
             if self._bad.pop(f"status/{instance_id}", None) is not None:
                 self._problems_changed = True
-            self._status_removed.add(instance_id)
-            self._status_updated.discard(instance_id)
         else:
             self._decode_status(instance_id, data)
-            self._status_updated.add(instance_id)
-            self._status_removed.discard(instance_id)
         new = self._statuses.get(instance_id)
         self._dirty.add(instance_id)
         if new is not None and (not had or old is None or old.overlay_ip != new.overlay_ip) \
@@ -220,17 +201,16 @@ class FleetModel:
             self._bad.pop(f"control/reject_all/{instance_id}", None)
         else:
             self._decode_override(instance_id, data)
-        self._override_ids.add(instance_id)
         self._dirty.add(instance_id)
 
     def set_defaults(self, data: bytes | None) -> None:
         self._defaults = self._decode(FleetDefaults, "control/defaults", data)
-        self._events.append(DefaultsChanged(self._defaults))
+        self._news = True
         self._all_dirty = True
 
     def set_phase(self, data: bytes | None) -> None:
         self._phase = self._decode(PhaseRecord, "control/phase", data)
-        self._events.append(PhaseChanged(self._phase))
+        self._news = True
         self._touched = True
 
     def set_interval(self, data: bytes | None) -> None:
@@ -240,7 +220,7 @@ class FleetModel:
 
     def set_maxchange(self, data: bytes | None) -> None:
         self._maxchange = self._decode_number("maxchange", decode_maxchange, data)
-        self._events.append(MaxchangeChanged(self._maxchange))
+        self._news = True
         self._touched = True
 
     def add_audit(self, entries: Mapping[str, bytes], total_names: int) -> None:
@@ -259,7 +239,7 @@ class FleetModel:
     def set_zk_state(self, state: ZkState, now: float) -> None:
         if state is not self._zk.state:
             self._zk = replace(self._zk, state=state, since=now)
-            self._events.append(ZkHealthChanged(self._zk))
+            self._news = True
 
     # --- EC2 inputs --------------------------------------------------------------------------
 
@@ -278,9 +258,9 @@ class FleetModel:
                     self._by_address.setdefault(str(ip), instance.instance_id)
         self._ec2 = replace(self._ec2, last_ok=now, error=None, error_since=None, instances=len(new),
                             malformed=tuple(malformed))
-        self._events.append(Ec2HealthChanged(self._ec2))
+        self._news = True
         if first or added or removed or changed:
-            self._events.append(InstancesChanged(len(added), len(removed), len(changed)))
+            self._news = True
         nameless = any(key.startswith(OVERLAY_KEY_PREFIX) for key in self._members_by_key)
         if first or nameless or ((added or removed) and self._party):
             self._all_dirty = True
@@ -290,7 +270,7 @@ class FleetModel:
     def set_ec2_error(self, error: str, now: float) -> None:
         since = self._ec2.error_since or now
         self._ec2 = replace(self._ec2, error=error, error_since=since)
-        self._events.append(Ec2HealthChanged(self._ec2))
+        self._news = True
 
     # --- output ------------------------------------------------------------------------------
 
@@ -300,7 +280,7 @@ class FleetModel:
 
     def flush(self) -> FleetBatch | None:
         """The batch of everything since the last flush, or None when nothing happened."""
-        if not (self._events or self._dirty or self._all_dirty or self._touched):
+        if not (self._events or self._news or self._dirty or self._all_dirty or self._touched):
             return None
         changed: set[str] = set()
         removed: set[str] = set()
@@ -326,13 +306,6 @@ class FleetModel:
             self._overlay = overlay_usage(
                 self._ip_to_id, {str(m.overlay) for m in self._party.values()}, self._statuses,
                 None if self._instances is None else self._instances, self._overlay_total)
-        if self._status_updated or self._status_removed:
-            self._events.append(StatusesChanged(frozenset(self._status_updated),
-                                                frozenset(self._status_removed)))
-        if self._override_ids:
-            self._events.append(OverridesChanged(frozenset(self._override_ids)))
-        if self._problems_changed:
-            self._events.append(ProblemsFound(self.problems))
         self._seq += 1
         self._snapshot = FleetSnapshot(
             seq=self._seq, rows=MappingProxyType(dict(self._rows)), summary=self._summary,
@@ -343,9 +316,8 @@ class FleetModel:
         batch = FleetBatch(self._seq, tuple(self._events), frozenset(changed), frozenset(removed),
                            self._snapshot)
         self._events = []
-        self._status_updated, self._status_removed, self._override_ids = set(), set(), set()
         self._dirty = set()
-        self._all_dirty = self._problems_changed = self._touched = False
+        self._all_dirty = self._problems_changed = self._touched = self._news = False
         return batch
 
     @property
