@@ -22,7 +22,7 @@ from kazoo.exceptions import NoNodeError
 from neti_core.config import ZkPaths
 from neti_core.errors import MalformedEntryError, NetiError
 from neti_core.fleet.state import EMPTY_SNAPSHOT, AuditRecord, FleetSnapshot
-from neti_core.fleet.tracker import audit_seq
+from neti_core.fleet.treeread import audit_seq
 from neti_core.members import validate_instance_id
 from neti_core.phases import Check, check_move, get_phase
 from neti_core.revert_plan import RevertPlan, RevertRefused, revert_slots, shown, when

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from neti_core.fleet.tracker import audit_seq
+from neti_core.fleet.treeread import audit_seq
 from neti_core.operator_actions import FleetControl
 from neti_core.schema import AuditEntry
 from screens.audit import AuditScreen

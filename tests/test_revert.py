@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from neti_core.fleet.tracker import audit_seq
+from neti_core.fleet.treeread import audit_seq
 from neti_core.operator_actions import FleetControl, ReadOnlyError
 from neti_core.revert_plan import RevertRefused, revert_slots, shown
 from neti_core.schema import AuditEntry, FleetDefaults, PhaseRecord, RejectAllOverride

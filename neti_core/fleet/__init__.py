@@ -14,7 +14,8 @@ from neti_core.fleet.state import (
     ZkHealth,
     ZkState,
 )
-from neti_core.fleet.tracker import FleetModel, TreeRead
+from neti_core.fleet.tracker import FleetModel
+from neti_core.fleet.treeread import TreeRead
 from neti_core.fleet.watcher import LiveFleet
 
 __all__ = [

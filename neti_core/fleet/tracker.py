@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from ipaddress import IPv4Network
 from types import MappingProxyType
-from typing import Any
+from typing import TypeVar
 
 from neti_core.aws import Instance
 from neti_core.errors import MalformedEntryError
@@ -36,6 +36,7 @@ from neti_core.fleet.state import (
     build_row,
     summarize,
 )
+from neti_core.fleet.treeread import AUDIT_KEEP, TreeRead, audit_seq
 from neti_core.members import Member, parse_party_entry
 from neti_core.schema import (
     AgentStatus,
@@ -47,36 +48,7 @@ from neti_core.schema import (
     decode_maxchange,
 )
 
-AUDIT_KEEP = 1000
-
-
-@dataclass
-class TreeRead:
-    """Everything read from ZooKeeper in one pass (start-up or after a reconnection)."""
-
-    party: list[str] = field(default_factory=list)
-    cversion: int | None = None
-    ip_to_id: dict[str, bytes] = field(default_factory=dict)
-    id_to_ip: list[str] = field(default_factory=list)
-    statuses: dict[str, bytes] = field(default_factory=dict)
-    overrides: dict[str, bytes] = field(default_factory=dict)
-    defaults: bytes | None = None
-    phase: bytes | None = None
-    maxchange: bytes | None = None
-    interval: bytes | None = None
-    audit: dict[str, bytes] = field(default_factory=dict)
-    audit_names: int = 0
-
-    @property
-    def nodes(self) -> int:
-        return (len(self.party) + len(self.ip_to_id) + len(self.id_to_ip) + len(self.statuses)
-                + len(self.overrides) + len(self.audit) + 3)
-
-
-def audit_seq(name: str) -> int | None:
-    """``entry-0000000042`` → 42; None for anything else."""
-    prefix, _, digits = name.rpartition("-")
-    return int(digits) if prefix == "entry" and digits.isdigit() else None
+T = TypeVar("T")
 
 
 class FleetModel:
@@ -134,10 +106,10 @@ class FleetModel:
         self._overrides.clear()
         for instance_id, data in tree.overrides.items():
             self._decode_override(instance_id, data)
-        self._defaults = self._decode(FleetDefaults, "control/defaults", tree.defaults)
-        self._phase = self._decode(PhaseRecord, "control/phase", tree.phase)
-        self._maxchange = self._decode_number("maxchange", decode_maxchange, tree.maxchange)
-        self._decode_number("interval", decode_interval, tree.interval)
+        self._defaults = self._decode("control/defaults", FleetDefaults.from_json, tree.defaults)
+        self._phase = self._decode("control/phase", PhaseRecord.from_json, tree.phase)
+        self._maxchange = self._decode("maxchange", decode_maxchange, tree.maxchange)
+        self._decode("interval", decode_interval, tree.interval)
         self._audit = []
         for name, data in tree.audit.items():
             self._insert_audit(name, data)
@@ -204,22 +176,22 @@ class FleetModel:
         self._dirty.add(instance_id)
 
     def set_defaults(self, data: bytes | None) -> None:
-        self._defaults = self._decode(FleetDefaults, "control/defaults", data)
+        self._defaults = self._decode("control/defaults", FleetDefaults.from_json, data)
         self._news = True
         self._all_dirty = True
 
     def set_phase(self, data: bytes | None) -> None:
-        self._phase = self._decode(PhaseRecord, "control/phase", data)
+        self._phase = self._decode("control/phase", PhaseRecord.from_json, data)
         self._news = True
         self._touched = True
 
     def set_interval(self, data: bytes | None) -> None:
         """Only its problems are shown: the agents, not the console, run at this interval."""
-        self._decode_number("interval", decode_interval, data)
+        self._decode("interval", decode_interval, data)
         self._touched = True
 
     def set_maxchange(self, data: bytes | None) -> None:
-        self._maxchange = self._decode_number("maxchange", decode_maxchange, data)
+        self._maxchange = self._decode("maxchange", decode_maxchange, data)
         self._news = True
         self._touched = True
 
@@ -385,23 +357,9 @@ class FleetModel:
             self._bad[path] = str(exc)
             self._problems_changed = True
 
-    def _decode(self, kind: Any, path: str, data: bytes | None) -> Any:
-        had = self._bad.pop(path, None) is not None
-        if data is None:
-            self._problems_changed |= had
-            return None
-        try:
-            value = kind.from_json(data)
-        except MalformedEntryError as exc:
-            self._bad[path] = str(exc)
-            self._problems_changed = True
-            return None
-        self._problems_changed |= had
-        return value
-
-    def _decode_number(self, path: str, decode: Callable[[bytes], Any], data: bytes | None) -> Any:
-        had = self._bad.pop(path, None) is not None
-        self._problems_changed |= had
+    def _decode(self, path: str, decode: Callable[[bytes], T], data: bytes | None) -> T | None:
+        """A control document's value, or None (absent, or reported as a problem when it is bad)."""
+        self._problems_changed |= self._bad.pop(path, None) is not None
         if data is None:
             return None
         try:

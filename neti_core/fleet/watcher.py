@@ -35,7 +35,8 @@ from neti_core.aws import Instance
 from neti_core.config import ZkPaths
 from neti_core.fleet.events import FleetBatch
 from neti_core.fleet.state import FleetSnapshot, ZkState
-from neti_core.fleet.tracker import AUDIT_KEEP, FleetModel, TreeRead, audit_seq
+from neti_core.fleet.tracker import FleetModel
+from neti_core.fleet.treeread import AUDIT_KEEP, TreeRead, audit_seq
 
 log = logging.getLogger(__name__)
 
