@@ -112,6 +112,13 @@ class NetiConfig:
     ec2_poll_seconds: float = 60.0
     reclaim_quarantine: float = 7 * 86400.0  # seconds; neti.yml takes "7d", "36h", "90s"
     reclaim_auto: bool = False
+    # Trust (docs/security.md): who this process is to ZooKeeper, and TLS to it.
+    zk_identity: str | None = None
+    zk_secret_file: Path | None = None
+    zk_shared_agent_secret_file: Path | None = None
+    zk_tls_ca_file: Path | None = None
+    zk_tls_cert_file: Path | None = None
+    zk_tls_key_file: Path | None = None
 
     @property
     def zk_paths(self) -> ZkPaths:
@@ -168,6 +175,12 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "ec2_poll_seconds": check.positive_seconds,
     "reclaim_quarantine": check.duration,
     "reclaim_auto": check.boolean,
+    "zk_identity": check.optional_string,
+    "zk_secret_file": check.optional_path,
+    "zk_shared_agent_secret_file": check.optional_path,
+    "zk_tls_ca_file": check.optional_path,
+    "zk_tls_cert_file": check.optional_path,
+    "zk_tls_key_file": check.optional_path,
 }
 assert set(_PARSERS) == {f.name for f in fields(NetiConfig)}, "every config field needs a parser"
 
@@ -194,7 +207,21 @@ def parse_config(raw: Any, source: str = "neti.yml") -> NetiConfig:
     return config
 
 
+def _check_trust(config: NetiConfig, source: str) -> None:
+    if (config.zk_identity is None) != (config.zk_secret_file is None):
+        raise ConfigError("zk_secret_file" if config.zk_identity else "zk_identity",
+                          "zk_identity and zk_secret_file must be given together", source)
+    if config.zk_shared_agent_secret_file is not None and config.zk_identity is None:
+        raise ConfigError("zk_shared_agent_secret_file", "needs zk_identity and zk_secret_file", source)
+    if (config.zk_tls_cert_file is None) != (config.zk_tls_key_file is None):
+        raise ConfigError("zk_tls_key_file" if config.zk_tls_cert_file else "zk_tls_cert_file",
+                          "zk_tls_cert_file and zk_tls_key_file must be given together", source)
+    if config.zk_tls_cert_file is not None and config.zk_tls_ca_file is None:
+        raise ConfigError("zk_tls_ca_file", "a client certificate needs zk_tls_ca_file (TLS)", source)
+
+
 def _check_consistency(config: NetiConfig, source: str) -> None:
+    _check_trust(config, source)
     if (config.aws_key is None) != (config.aws_secret_key is None):
         raise ConfigError("aws_secret_key" if config.aws_key else "aws_key",
                           "aws_key and aws_secret_key must be given together", source)

@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -22,6 +23,8 @@ from neti_core.errors import NetiError
 
 ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
 ZOOKEEPER_CONF_DIR = Path("/etc/zookeeper/conf")  # holds the package's log4j/logback configuration
+# Netty jars the TLS port needs beyond those zookeeper.jar's manifest names (Debian's libnetty-java).
+NETTY_EXTRA_JARS = ("netty-codec.jar", "netty-resolver.jar")
 MAIN_CLASS = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 
 
@@ -37,10 +40,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def four_letter_word(host: str, port: int, word: str, timeout: float = 1.0) -> str:
-    """Send one of ZooKeeper's four-letter admin commands; '' when the server does not answer."""
+def four_letter_word(host: str, port: int, word: str, timeout: float = 1.0,
+                     tls: ssl.SSLContext | None = None) -> str:
+    """Send one of ZooKeeper's four-letter admin commands; '' when the server does not answer.
+    With ``tls``, over the secure client port (a TLS-only server has no plain port)."""
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            sock = tls.wrap_socket(raw, server_hostname=host) if tls else raw
             sock.sendall(word.encode())
             chunks = []
             while chunk := sock.recv(4096):
@@ -57,6 +63,18 @@ def _check_installed(java: str) -> None:
         raise ZooKeeperUnavailable(f"{java!r} not found: install a JRE (default-jre-headless)")
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """PEM files for a TLS-only ZooKeeper: its key store (key + certificate) and the CA it trusts."""
+
+    keystore: Path
+    ca: Path
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        return context
+
+
 @dataclass
 class ZooKeeperServer:
     """One ZooKeeper process. ``peers`` makes it a member of an ensemble (see ZooKeeperEnsemble)."""
@@ -69,6 +87,7 @@ class ZooKeeperServer:
     java: str = "java"
     heap_mb: int = 256
     tick_ms: int = 200
+    tls: ServerTls | None = None  # TLS only: secureClientPort, no plain client port
     process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _own_workdir: bool = field(default=False, init=False, repr=False)
 
@@ -90,8 +109,7 @@ class ZooKeeperServer:
             "initLimit=20",
             "syncLimit=10",
             f"dataDir={data_dir}",
-            f"clientPort={self.port}",
-            f"clientPortAddress={self.host}",
+            *self._port_lines(),
             "maxClientCnxns=0",
             "4lw.commands.whitelist=ruok,srvr,mntr,stat,cons",
             "admin.enableServer=false",
@@ -105,6 +123,24 @@ class ZooKeeperServer:
         config.write_text("\n".join(lines) + "\n")
         return config
 
+    def _port_lines(self) -> list[str]:
+        if self.tls is None:
+            return [f"clientPort={self.port}", f"clientPortAddress={self.host}"]
+        return [
+            f"secureClientPort={self.port}",
+            f"secureClientPortAddress={self.host}",
+            "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+            f"ssl.keyStore.location={self.tls.keystore}",
+            "ssl.keyStore.type=PEM",
+            f"ssl.trustStore.location={self.tls.ca}",
+            "ssl.trustStore.type=PEM",
+            "ssl.clientAuth=want",  # a client certificate is optional; identities are digest ACLs
+        ]
+
+    def _word(self, word: str) -> str:
+        context = self.tls.client_context() if self.tls else None
+        return four_letter_word(self.host, self.port, word, tls=context)
+
     def start(self, timeout: float = 60.0, wait: bool = True) -> ZooKeeperServer:
         """Start the server; with ``wait``, return once it answers ``ruok`` (and serves, if clustered)."""
         _check_installed(self.java)
@@ -117,7 +153,8 @@ class ZooKeeperServer:
             self.port = free_port(self.host)
         config = self._write_config()
         log = open(self.workdir / "zookeeper.log", "ab")  # noqa: SIM115 - owned by the child
-        classpath = f"{ZOOKEEPER_CONF_DIR}:{ZOOKEEPER_JAR}"
+        classpath = ":".join([str(ZOOKEEPER_CONF_DIR), str(ZOOKEEPER_JAR),
+                              *(str(ZOOKEEPER_JAR.parent / jar) for jar in NETTY_EXTRA_JARS)])
         self.process = subprocess.Popen(
             [self.java, f"-Xmx{self.heap_mb}m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
              "-Dzookeeper.jmx.log4j.disable=true", "-cp", classpath, MAIN_CLASS, str(config)],
@@ -131,13 +168,13 @@ class ZooKeeperServer:
 
     def is_serving(self) -> bool:
         """True once the server answers and, in an ensemble, has joined a quorum."""
-        if four_letter_word(self.host, self.port, "ruok") != "imok":
+        if self._word("ruok") != "imok":
             return False
-        return "Mode:" in four_letter_word(self.host, self.port, "srvr")
+        return "Mode:" in self._word("srvr")
 
     def mode(self) -> str:
         """standalone, leader or follower ('' when not serving)."""
-        for line in four_letter_word(self.host, self.port, "srvr").splitlines():
+        for line in self._word("srvr").splitlines():
             if line.startswith("Mode:"):
                 return line.split(":", 1)[1].strip()
         return ""
@@ -197,6 +234,24 @@ class ZooKeeperEnsemble:
     @property
     def hosts(self) -> str:
         return ",".join(server.hosts for server in self.servers)
+
+    def _port_lines(self) -> list[str]:
+        if self.tls is None:
+            return [f"clientPort={self.port}", f"clientPortAddress={self.host}"]
+        return [
+            f"secureClientPort={self.port}",
+            f"secureClientPortAddress={self.host}",
+            "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+            f"ssl.keyStore.location={self.tls.keystore}",
+            "ssl.keyStore.type=PEM",
+            f"ssl.trustStore.location={self.tls.ca}",
+            "ssl.trustStore.type=PEM",
+            "ssl.clientAuth=want",  # a client certificate is optional; identities are digest ACLs
+        ]
+
+    def _word(self, word: str) -> str:
+        context = self.tls.client_context() if self.tls else None
+        return four_letter_word(self.host, self.port, word, tls=context)
 
     def start(self, timeout: float = 90.0) -> ZooKeeperEnsemble:
         if self.workdir is None:

@@ -1,0 +1,147 @@
+"""The one place that builds a KazooClient: credentials and TLS from neti.yml, for every caller.
+
+The agent, its dry run, the console's feed, the ``neti`` ops commands, the lab and the benchmarks
+all connect through :func:`make_client`, so none of them can forget the auth data or the CA. After
+``start()``, :func:`install_acl` reads the tree ACL and sets ``client.default_acl``, so every node
+this client creates (plain creates, multi-op transactions, kazoo's party recipe, ``makepath``)
+carries its ACL in the operation that creates it.
+"""
+
+from __future__ import annotations
+
+import logging
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoAuthError, NoNodeError
+
+from neti_core.config import NetiConfig, ZkPaths
+from neti_core.errors import ConfigError, NetiError
+from neti_core.zkacl import AGENT_ROLE, Credential, TreeAcl
+
+log = logging.getLogger(__name__)
+UNAUTHENTICATED_NOTE = ("the ZooKeeper control plane is unauthenticated (no zk_identity in neti.yml): "
+                        "anyone who reaches ZooKeeper can change this fleet's firewalls")
+
+
+class CredentialsRefused(NetiError):
+    """ZooKeeper did not accept who we say we are (a wrong secret, or a tree not yet secured)."""
+
+
+def read_secret(path: Path, key: str) -> str:
+    """The secret in ``path``; a file others may read is refused with a line that names it."""
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(key, f"{path} is readable by group/others (mode {stat.S_IMODE(mode):04o}); "
+                                   "chmod 600 it")
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read {path}: {exc.strerror or exc}") from None
+    if not secret or "\n" in secret:
+        raise ConfigError(key, f"{path} must hold exactly one non-empty line (the secret)")
+    return secret
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Who a process is: its own identity and, for agents, the shared agent role."""
+
+    own: Credential | None = None
+    shared_agent: Credential | None = None
+
+    @property
+    def auth_data(self) -> list[tuple[str, str]]:
+        return [c.auth_data for c in (self.own, self.shared_agent) if c is not None]
+
+    @classmethod
+    def from_config(cls, config: NetiConfig) -> Credentials:
+        if config.zk_identity is None or config.zk_secret_file is None:
+            return cls()
+        own = Credential(config.zk_identity, read_secret(config.zk_secret_file, "zk_secret_file"))
+        shared = None
+        if config.zk_shared_agent_secret_file is not None:
+            shared = Credential(AGENT_ROLE, read_secret(config.zk_shared_agent_secret_file,
+                                                        "zk_shared_agent_secret_file"))
+        return cls(own, shared)
+
+
+def tls_options(config: NetiConfig) -> dict[str, Any]:
+    """kazoo's TLS arguments: on when a CA is configured; a client certificate is optional."""
+    if config.zk_tls_ca_file is None:
+        return {}
+    for key in ("zk_tls_ca_file", "zk_tls_cert_file", "zk_tls_key_file"):
+        path = getattr(config, key)
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(key, f"{path} does not exist")
+    options: dict[str, Any] = {"use_ssl": True, "verify_certs": True, "ca": str(config.zk_tls_ca_file)}
+    if config.zk_tls_cert_file is not None:
+        options |= {"certfile": str(config.zk_tls_cert_file), "keyfile": str(config.zk_tls_key_file)}
+    return options
+
+
+def make_client(config: NetiConfig, hosts: str, **kazoo_options: Any) -> KazooClient:
+    """A KazooClient (not started) for ``hosts`` carrying this config's credentials and TLS.
+
+    Raises ConfigError (one line) for an unreadable or world-readable secret file or a missing CA.
+    """
+    credentials = Credentials.from_config(config)
+    client = KazooClient(hosts=hosts, auth_data=credentials.auth_data or None, **tls_options(config),
+                         **kazoo_options)
+    client.neti_credentials = credentials  # type: ignore[attr-defined]  # read by install_acl
+    return client
+
+
+def is_authenticated(config: NetiConfig) -> bool:
+    return config.zk_identity is not None
+
+
+def read_tree_acl(client: KazooClient, paths: ZkPaths) -> TreeAcl:
+    """The principals of the tree; an absent prefix is an open (fresh, original-layout) tree."""
+    try:
+        acl, _ = client.get_acls(paths.prefix)
+    except NoNodeError:
+        return TreeAcl(open=True)
+    return TreeAcl.from_acl(acl)
+
+
+def install_acl(client: KazooClient, paths: ZkPaths) -> TreeAcl:
+    """Read the tree ACL and make it this client's default for every node it creates.
+
+    Raises CredentialsRefused when the tree is secured but does not know us: the one clear line a
+    wrong secret deserves (ZooKeeper's digest auth itself accepts any secret and just names a
+    different identity, so the refusal only shows when reading the tree).
+    """
+    credentials: Credentials = getattr(client, "neti_credentials", Credentials())
+    try:
+        tree = read_tree_acl(client, paths)
+    except NoAuthError:
+        who = credentials.own.identity if credentials.own else "an unauthenticated client"
+        raise CredentialsRefused(f"ZooKeeper refused {who} reading {paths.prefix}: the tree is secured "
+                                 "and these credentials are not among its principals "
+                                 "(check zk_identity / zk_secret_file)") from None
+    own = credentials.own.digest if credentials.own else None
+    client.default_acl = tree.default_acl(own)
+    return tree
+
+
+def verify_agent_identity(client: KazooClient, paths: ZkPaths, instance_id: str, tree: TreeAcl) -> None:
+    """An agent whose overlay pair already exists must hold the identity that owns it: otherwise its
+    secret is wrong (or rotated without re-owning its nodes) and it could not keep its status."""
+    credentials: Credentials = getattr(client, "neti_credentials", Credentials())
+    if tree.open or credentials.own is None:
+        return
+    if credentials.shared_agent is not None and tree.agent_role != credentials.shared_agent.digest:
+        raise CredentialsRefused(f"ZooKeeper does not know the shared agent secret of {instance_id} "
+                                 "(check zk_shared_agent_secret_file)")
+    try:
+        acl, _ = client.get_acls(f"{paths.id_to_ip}/{instance_id}")
+    except NoNodeError:
+        return
+    owners = {entry.id.id for entry in acl if entry.id.scheme == "digest"}
+    if credentials.own.digest not in owners:
+        raise CredentialsRefused(f"the secret of {instance_id} does not match the one that owns its "
+                                 f"nodes in ZooKeeper (check zk_secret_file)")
