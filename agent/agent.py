@@ -39,6 +39,13 @@ from neti_core.members import Member, ParsedParty, parse_party
 from neti_core.registry import OverlayRegistry, PartyMembership, read_params
 from neti_core.rules import RuleSet, build_ruleset
 from neti_core.schema import AgentStatus, GuardState, RejectAllSource
+from neti_core.zkclient import (
+    UNAUTHENTICATED_NOTE,
+    install_acl,
+    is_authenticated,
+    make_client,
+    verify_agent_identity,
+)
 
 log = logging.getLogger(__name__)
 ZK_READ_TIMEOUT_SECONDS = 5.0
@@ -81,18 +88,22 @@ class Agent:
     def connect(self, timeout: float | None = None) -> None:
         """Connect to ZooKeeper, retrying until it answers (or ``timeout`` passes)."""
         retry = KazooRetry(max_tries=-1, delay=0.2, max_delay=5)
-        self.client = KazooClient(hosts=self.zk_hosts, timeout=self.config.zk_session_timeout_seconds,
+        self.client = make_client(self.config, self.zk_hosts, timeout=self.config.zk_session_timeout_seconds,
                                   connection_retry=retry)
         self.client.add_listener(self._zk_state_changed)
         deadline = None if timeout is None else self.clock() + timeout
         while True:
             try:
                 self.client.start(timeout=5)
-                return
+                break
             except KazooTimeoutError:
                 if self._stopping.is_set() or (deadline is not None and self.clock() > deadline):
                     raise NetiError(f"cannot reach ZooKeeper at {self.zk_hosts}") from None
                 log.warning("ZooKeeper at %s not reachable yet; retrying", self.zk_hosts)
+        tree = install_acl(self.client, self.paths)  # every node we create carries its ACL from here on
+        verify_agent_identity(self.client, self.paths, self.identity.instance_id, tree)
+        if not is_authenticated(self.config):
+            log.warning("%s", UNAUTHENTICATED_NOTE)
 
     def register(self) -> None:
         assert self.client is not None

@@ -12,9 +12,10 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from neti_core import __version__
-from neti_core.cliutil import DEFAULT_CONFIG, fail, load_config_or_exit
+from neti_core.cliutil import DEFAULT_CONFIG, EXIT_USAGE, fail, load_config_or_exit
 from neti_core.config import NetiConfig
-from neti_core.errors import NetiError
+from neti_core.errors import ConfigError, NetiError
+from neti_core.zkclient import CredentialsRefused
 
 if TYPE_CHECKING:
     from neti_core.firewall.protocol import FirewallBackend
@@ -108,6 +109,10 @@ def run(config: NetiConfig, identity: Identity, backend: FirewallBackend, *, onc
         tag_in_background(config_path, identity.instance_id, str(agent.overlay_ip))
         stop.wait()
         return 0
+    except CredentialsRefused as exc:  # a wrong secret: one line, exit 2, no rule touched
+        fail(PROG, str(exc), status=EXIT_USAGE)
+    except ConfigError as exc:  # an unreadable or world-readable secret file
+        fail(PROG, str(exc), status=EXIT_USAGE)
     except NetiError as exc:
         fail(PROG, str(exc), status=1)
     finally:

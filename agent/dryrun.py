@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 
-from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 
@@ -22,11 +21,12 @@ from neti_core.imds import Identity
 from neti_core.members import ParsedParty
 from neti_core.registry import OverlayRegistry, read_party
 from neti_core.rules import build_ruleset
+from neti_core.zkclient import make_client
 
 
 def dry_run(config: NetiConfig, identity: Identity, backend: FirewallBackend) -> int:
     hosts = config.zk_connect_string(identity.side)
-    client = KazooClient(hosts=hosts, timeout=config.zk_session_timeout_seconds)
+    client = make_client(config, hosts, timeout=config.zk_session_timeout_seconds)
     try:
         client.start(timeout=10)
     except KazooTimeoutError:

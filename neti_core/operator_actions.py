@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import NoNodeError
+from kazoo.exceptions import NoAuthError, NoNodeError
 
 from neti_core.config import ZkPaths
 from neti_core.errors import MalformedEntryError, NetiError
@@ -109,6 +109,9 @@ class FleetControl:
         """Add the audit record and commit; the audit path, or None when a check failed (race)."""
         transaction.create(f"{self.paths.audit}/entry-", entry.to_json(), sequence=True)
         results = transaction.commit()
+        for result in results:
+            if isinstance(result, NoAuthError):  # not a race: these credentials may not write here
+                raise result
         if any(isinstance(result, Exception) for result in results):
             return None
         return str(results[-1])

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
+from kazoo.exceptions import BadVersionError, NoAuthError, NodeExistsError, NoNodeError
 from kazoo.protocol.states import KazooState
 from kazoo.recipe.party import ShallowParty
 
@@ -46,10 +46,15 @@ class ZkParams:
 
 def _read_number(client: KazooClient, path: str, default: float,
                  decode: Callable[[bytes], float], problems: list[str]) -> float:
-    with contextlib.suppress(NodeExistsError):
+    # A secured tree refuses an agent's create (NoAuth, checked before existence): operators made it.
+    with contextlib.suppress(NodeExistsError, NoAuthError):
         # "1", not "1.0": agents of the original Neti read these nodes with int().
         client.create(path, f"{default:g}".encode(), makepath=True)
-    data, _ = client.get(path)
+    try:
+        data, _ = client.get(path)
+    except NoNodeError:
+        problems.append(f"{path}: absent and not ours to create; using {default:g}")
+        return default
     try:
         return decode(data)
     except MalformedEntryError as exc:
@@ -371,7 +376,10 @@ class PartyMembership:
         with self._lock:
             self._active = False
             self.client.remove_listener(self._state_changed)
-            self.party.leave()
+            # In a secured tree only operators may delete under ip-map (DELETE is the parent's);
+            # the entry is ephemeral, so closing the session removes it anyway.
+            with contextlib.suppress(NoAuthError):
+                self.party.leave()
 
     def _state_changed(self, state: KazooState) -> None:
         # Runs on kazoo's event thread: never block here, hand the rejoin to another thread.

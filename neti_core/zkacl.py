@@ -19,6 +19,7 @@ original Neti had it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -86,6 +87,22 @@ class TreeAcl:
             elif entry.perms & Permissions.READ:
                 readers.append(entry.id.id)
         return cls(tuple(operators), tuple(readers), agent_role)
+
+    def to_json(self) -> bytes:
+        return json.dumps({"operators": self.operators, "readers": self.readers,
+                           "agent_role": self.agent_role}, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> TreeAcl:
+        """The principals document; anything that does not parse names nobody (fail closed)."""
+        try:
+            doc = json.loads(data)
+            operators = tuple(str(d) for d in doc["operators"])
+            readers = tuple(str(d) for d in doc["readers"])
+            agent_role = doc["agent_role"]
+        except (ValueError, KeyError, TypeError):
+            return cls()
+        return cls(operators, readers, str(agent_role) if agent_role else None)
 
     def _base(self, agent_perms: int) -> list[ACL]:
         acl = [_entry(op, Permissions.ALL) for op in self.operators]

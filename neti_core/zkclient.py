@@ -20,7 +20,7 @@ from kazoo.exceptions import NoAuthError, NoNodeError
 
 from neti_core.config import NetiConfig, ZkPaths
 from neti_core.errors import ConfigError, NetiError
-from neti_core.zkacl import AGENT_ROLE, Credential, TreeAcl
+from neti_core.zkacl import AGENT_ROLE, Credential, TreeAcl, membership_folders, operator_folders
 
 log = logging.getLogger(__name__)
 UNAUTHENTICATED_NOTE = ("the ZooKeeper control plane is unauthenticated (no zk_identity in neti.yml): "
@@ -105,7 +105,12 @@ def read_tree_acl(client: KazooClient, paths: ZkPaths) -> TreeAcl:
         acl, _ = client.get_acls(paths.prefix)
     except NoNodeError:
         return TreeAcl(open=True)
-    return TreeAcl.from_acl(acl)
+    if TreeAcl.from_acl(acl).open:
+        return TreeAcl(open=True)
+    # ZooKeeper 3.8 shows digests as "name:x" to clients without ADMIN, so the principals are
+    # published in a node every principal may read (digests, never secrets).
+    data, _ = client.get(principals_path(paths))
+    return TreeAcl.from_json(data)
 
 
 def install_acl(client: KazooClient, paths: ZkPaths) -> TreeAcl:
@@ -137,11 +142,57 @@ def verify_agent_identity(client: KazooClient, paths: ZkPaths, instance_id: str,
     if credentials.shared_agent is not None and tree.agent_role != credentials.shared_agent.digest:
         raise CredentialsRefused(f"ZooKeeper does not know the shared agent secret of {instance_id} "
                                  "(check zk_shared_agent_secret_file)")
-    try:
-        acl, _ = client.get_acls(f"{paths.id_to_ip}/{instance_id}")
-    except NoNodeError:
+    path = f"{paths.id_to_ip}/{instance_id}"
+    stat = client.exists(path)
+    if stat is None:
         return
-    owners = {entry.id.id for entry in acl if entry.id.scheme == "digest"}
-    if credentials.own.digest not in owners:
+    # A write that cannot commit (the check fails) tells whether we may write our own node,
+    # without changing it: NoAuth on the first op means another identity owns it.
+    transaction = client.transaction()
+    transaction.set_data(path, client.get(path)[0], version=stat.version)
+    transaction.check(path, version=stat.version + 1_000_000)
+    if isinstance(transaction.commit()[0], NoAuthError):
         raise CredentialsRefused(f"the secret of {instance_id} does not match the one that owns its "
                                  f"nodes in ZooKeeper (check zk_secret_file)")
+
+
+def secure_skeleton(client: KazooClient, paths: ZkPaths, tree: TreeAcl) -> list[str]:
+    """Create (or re-ACL) the prefix and the folders with ``tree``'s ACLs; returns what changed.
+
+    Run with operator credentials: the folders exist before any agent, so an agent never needs
+    CREATE outside its membership folders. Idempotent: a second run changes nothing.
+    """
+    wanted: list[tuple[str, list[Any]]] = [(paths.prefix, tree.for_prefix()),
+                                           (principals_path(paths), tree.for_operator_node())]
+    wanted += [(folder, tree.for_membership_folder()) for folder in membership_folders(paths)]
+    wanted += [(folder, tree.for_operator_node()) for folder in operator_folders(paths)]
+    changed = []
+    for path, acl in wanted:
+        if path == principals_path(paths):
+            _publish_principals(client, path, tree, acl, changed)
+            continue
+        if client.exists(path) is None:
+            client.create(path, b"", acl=acl, makepath=True)
+            changed.append(f"create {path}")
+            continue
+        current, _ = client.get_acls(path)
+        if sorted(map(repr, current)) != sorted(map(repr, acl)):
+            client.set_acls(path, acl)
+            changed.append(f"set ACL of {path}")
+    return changed
+
+
+def principals_path(paths: ZkPaths) -> str:
+    return f"{paths.prefix}/principals"
+
+
+def _publish_principals(client: KazooClient, path: str, tree: TreeAcl, acl: list[Any],
+                        changed: list[str]) -> None:
+    document = tree.to_json()
+    stat = client.exists(path)
+    if stat is None:
+        client.create(path, document, acl=acl)
+        changed.append(f"create {path}")
+    elif client.get(path)[0] != document:
+        client.set(path, document)
+        changed.append(f"update {path}")

@@ -35,6 +35,7 @@ from neti_core.fleet.query import SORTS
 from neti_core.fleet.trend import STEP_SECONDS, FleetTrends
 from neti_core.fleet.watcher import DEFAULT_COALESCE_SECONDS
 from neti_core.operator_actions import FleetControl, default_operator
+from neti_core.zkclient import install_acl
 from neti_tui.feed import FleetChanged, default_ec2_factory, make_zk_client, zk_connect_string
 from screens.actions import WRITE_ACTIONS, WriteActions
 from screens.audit import AuditScreen
@@ -100,7 +101,18 @@ class NetiConsoleApp(App[None]):
 
     def _zookeeper_worker(self) -> None:
         self.client.start_async()  # connects (and reconnects) in the background, forever
+        threading.Thread(target=self._install_acl_once_connected, daemon=True).start()
         self.live.run(lambda batch: self.post_message(FleetChanged(batch)), self._stop)
+
+    def _install_acl_once_connected(self) -> None:
+        """What this operator creates (control, audit) must carry the tree's ACL from its first write."""
+        while not self._stop.is_set() and not self.client.connected:
+            self._stop.wait(0.1)
+        if self.client.connected:
+            try:
+                install_acl(self.client, self.config.zk_paths)
+            except Exception:  # the feed reports the session; a refused read shows up there too
+                log.warning("reading the tree ACL failed", exc_info=True)
 
     def _ec2_worker(self) -> None:
         assert self.poller is not None

@@ -22,6 +22,7 @@ from neti_core.config import NetiConfig
 from neti_core.errors import ConfigError
 from neti_core.fleet import FleetBatch
 from neti_core.members import Side
+from neti_core.zkclient import make_client
 
 
 @dataclass
@@ -42,7 +43,7 @@ def zk_connect_string(config: NetiConfig) -> str:
 def make_zk_client(hosts: str, config: NetiConfig) -> KazooClient:
     """A client that never gives up reconnecting (an operator's console must outlive an outage)."""
     retry = KazooRetry(max_tries=-1, delay=0.2, backoff=2, max_delay=5)
-    return KazooClient(hosts=hosts, timeout=config.zk_session_timeout_seconds, connection_retry=retry,
+    return make_client(config, hosts, timeout=config.zk_session_timeout_seconds, connection_retry=retry,
                        command_retry=KazooRetry(max_tries=3, delay=0.1, max_delay=1))
 
 

@@ -18,7 +18,7 @@ from tests.fixtures.servers import started_or_skip
 
 # Fixture modules, one per area, so that work on one area never edits another's fixtures.
 pytest_plugins = ["tests.fixtures.aws", "tests.fixtures.netns", "tests.fixtures.agent",
-                  "tests.fixtures.console"]
+                  "tests.fixtures.console", "tests.fixtures.trust"]
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

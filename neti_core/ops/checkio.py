@@ -83,8 +83,9 @@ def _identity(config: NetiConfig, args: argparse.Namespace,
 def _read_zookeeper(config: NetiConfig, args: argparse.Namespace, instance_id: str, side: Side | None,
                     findings: list[Finding]) -> tuple[AgentStatus | None, Expected, bool]:
     """(status, expected reject_all, whether ZooKeeper could be read at all)."""
-    from kazoo.client import KazooClient
     from kazoo.handlers.threading import KazooTimeoutError
+
+    from neti_core.zkclient import make_client
 
     expected = Expected(config.reject_all, "config")
     try:
@@ -92,7 +93,7 @@ def _read_zookeeper(config: NetiConfig, args: argparse.Namespace, instance_id: s
     except NetiError as exc:
         findings.append(Finding(UNKNOWN, "zookeeper", str(exc)))
         return None, expected, False
-    client = KazooClient(hosts=hosts, read_only=True)
+    client = make_client(config, hosts, read_only=True)
     try:
         client.start(timeout=args.timeout)
     except KazooTimeoutError:

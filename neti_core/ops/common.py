@@ -52,22 +52,27 @@ def group_id(text: str) -> str:
 def zk_session(config: NetiConfig, args: argparse.Namespace, *,
                read_only: bool = True) -> Iterator[KazooClient]:
     """A started kazoo client for ``--zk`` or the config's zk_hosts; unreachable → exit 1."""
-    from kazoo.client import KazooClient
     from kazoo.handlers.threading import KazooTimeoutError
 
     from neti_core.members import Side
+    from neti_core.zkclient import install_acl, make_client
 
     try:
         hosts = args.zk or config.zk_connect_string(Side(args.side))
     except ConfigError as exc:
         fail(PROG, str(exc), status=EXIT_USAGE)
-    client = KazooClient(hosts=hosts, read_only=read_only)
+    try:
+        client = make_client(config, hosts, read_only=read_only)
+    except ConfigError as exc:
+        fail(PROG, str(exc), status=EXIT_USAGE)
     try:
         client.start(timeout=args.timeout)
     except KazooTimeoutError:
         client.close()
         fail(PROG, f"cannot reach ZooKeeper at {hosts} within {args.timeout:g} s", status=EXIT_FAILURE)
     try:
+        if not read_only:
+            install_acl(client, config.zk_paths)  # what this operator creates carries the tree's ACL
         yield client
     finally:
         client.stop()
