@@ -163,8 +163,19 @@ class Agent:
 
     def _zk_state_changed(self, state: KazooState) -> None:
         self.metrics.zk_connected.set(1 if state == KazooState.CONNECTED else 0)
+        if state == KazooState.CONNECTED and self.client is not None:
+            # The tree may have been secured (or opened) while we were away: re-read its principals
+            # before anything is created again. Off kazoo's event thread, which must not block.
+            self.client.handler.spawn(self._refresh_acl)
         if state == KazooState.CONNECTED and self.runner is not None:
             self.runner.mark_dirty()
+
+    def _refresh_acl(self) -> None:
+        try:
+            if self.client is not None:
+                install_acl(self.client, self.paths)
+        except Exception:
+            log.warning("re-reading the tree's principals failed", exc_info=True)
 
     def _rejoined(self) -> None:
         """A new session: our ephemeral status is gone and watches must be set again."""

@@ -13,7 +13,7 @@ from typing import NoReturn
 
 from neti_core import __version__
 from neti_core.lab import cli as lab_cli
-from neti_core.ops import check, configcmd, controlcmd, registrycmd, report, sg, zkproxy
+from neti_core.ops import check, configcmd, controlcmd, registrycmd, report, sg, zkcmd, zkproxy
 from neti_core.ops.common import PROG, Subparsers
 
 COMMANDS: list[Callable[[Subparsers], None]] = [
@@ -24,6 +24,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     check.add_parser,
     controlcmd.add_parser,
     zkproxy.add_parser,
+    zkcmd.add_parser,
     lab_cli.add_parser,
 ]
 
