@@ -20,7 +20,7 @@ from kazoo.exceptions import NoAuthError, NoNodeError
 
 from neti_core.config import NetiConfig, ZkPaths
 from neti_core.errors import ConfigError, NetiError
-from neti_core.zkacl import AGENT_ROLE, Credential, TreeAcl, membership_folders, operator_folders
+from neti_core.zkacl import AGENT_ROLE, Credential, TreeAcl
 
 log = logging.getLogger(__name__)
 UNAUTHENTICATED_NOTE = ("the ZooKeeper control plane is unauthenticated (no zk_identity in neti.yml): "
@@ -156,43 +156,6 @@ def verify_agent_identity(client: KazooClient, paths: ZkPaths, instance_id: str,
                                  f"nodes in ZooKeeper (check zk_secret_file)")
 
 
-def secure_skeleton(client: KazooClient, paths: ZkPaths, tree: TreeAcl) -> list[str]:
-    """Create (or re-ACL) the prefix and the folders with ``tree``'s ACLs; returns what changed.
-
-    Run with operator credentials: the folders exist before any agent, so an agent never needs
-    CREATE outside its membership folders. Idempotent: a second run changes nothing.
-    """
-    wanted: list[tuple[str, list[Any]]] = [(paths.prefix, tree.for_prefix()),
-                                           (principals_path(paths), tree.for_operator_node())]
-    wanted += [(folder, tree.for_membership_folder()) for folder in membership_folders(paths)]
-    wanted += [(folder, tree.for_operator_node()) for folder in operator_folders(paths)]
-    changed = []
-    for path, acl in wanted:
-        if path == principals_path(paths):
-            _publish_principals(client, path, tree, acl, changed)
-            continue
-        if client.exists(path) is None:
-            client.create(path, b"", acl=acl, makepath=True)
-            changed.append(f"create {path}")
-            continue
-        current, _ = client.get_acls(path)
-        if sorted(map(repr, current)) != sorted(map(repr, acl)):
-            client.set_acls(path, acl)
-            changed.append(f"set ACL of {path}")
-    return changed
-
-
 def principals_path(paths: ZkPaths) -> str:
     return f"{paths.prefix}/principals"
 
-
-def _publish_principals(client: KazooClient, path: str, tree: TreeAcl, acl: list[Any],
-                        changed: list[str]) -> None:
-    document = tree.to_json()
-    stat = client.exists(path)
-    if stat is None:
-        client.create(path, document, acl=acl)
-        changed.append(f"create {path}")
-    elif client.get(path)[0] != document:
-        client.set(path, document)
-        changed.append(f"update {path}")

@@ -20,8 +20,9 @@ from kazoo.security import ACL, OPEN_ACL_UNSAFE
 from neti_core.config import ZkPaths
 from neti_core.errors import ConfigError, MalformedEntryError
 from neti_core.members import parse_party_entry
+from neti_core.registry import read_params
 from neti_core.zkacl import AGENT_ROLE, TreeAcl, identity_of, membership_folders, operator_folders
-from neti_core.zkclient import principals_path
+from neti_core.zkclient import install_acl, principals_path
 
 KINDS = ("operator", "readonly", "agent-role", "agent")
 
@@ -185,3 +186,12 @@ def apply(client: KazooClient, paths: ZkPaths, principals: Principals | None,
             client.set_acls(change.path, change.acl)
     if principals is None and client.exists(principals_path(paths)) is not None:
         client.delete(principals_path(paths))
+    install_acl(client, paths)  # from now on what we create carries the new ACLs
+    read_params(client, paths)  # maxchange/interval exist before any agent (agents may not create them)
+
+
+def secure_tree(client: KazooClient, paths: ZkPaths, principals: Principals) -> list[AclChange]:
+    """Plan and apply in one go (a fresh tree, the lab, the tests); what changed."""
+    changes, _ = plan(client, paths, principals)
+    apply(client, paths, principals, changes)
+    return changes
