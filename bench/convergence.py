@@ -1,11 +1,13 @@
 """Time from one member joining until every agent's status shows it applied.
 
-    python bench/convergence.py --agents 100 [--rounds 5] [--processes P] [--zk HOST:PORT]
+    python bench/convergence.py --agents 100 [--rounds 5] [--processes P] [--zk HOST:PORT] [--tls]
 
 The agents run as threads of this process, or spread over P worker processes, each agent with
 its own ZooKeeper session, its own reconcile loop and a recording backend (no kernel: what is
 measured is the path ZooKeeper watch → sync → status, with the default interval of 1 s).
-Starts its own ZooKeeper unless --zk is given. The last line printed is a JSON object.
+Starts its own ZooKeeper unless --zk is given; with --tls that ZooKeeper serves only TLS
+(secureClientPort, Netty) and every session, the observer's too, is a TLS one: run the bench with
+and without to see what TLS costs. The last line printed is a JSON object.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -28,9 +32,11 @@ from agent.agent import Agent
 from neti_core.config import NetiConfig, parse_config
 from neti_core.firewall.recording import RecordingBackend
 from neti_core.imds import Identity
-from neti_core.lab.zkserver import zookeeper_hosts
+from neti_core.lab.pki import issue, make_ca
+from neti_core.lab.zkserver import ServerTls, ZooKeeperServer, zookeeper_hosts
 from neti_core.members import Side
 from neti_core.schema import AgentStatus
+from neti_core.zkclient import make_client
 
 
 def identity(n: int) -> Identity:
@@ -51,13 +57,24 @@ def statuses(client: KazooClient, paths: object, ids: list[str]) -> list[AgentSt
     return out
 
 
-def bench_config(prefix: str) -> NetiConfig:
+def bench_config(prefix: str, ca: str | None = None) -> NetiConfig:
+    tls = {"zk_tls_ca_file": ca} if ca else {}
     return parse_config({"zk_prefix": prefix, "metrics_port": 0, "removal_grace_seconds": 60,
-                         "firewall_backend": "recording"})
+                         "firewall_backend": "recording", **tls})
 
 
-def start_agents(hosts: str, prefix: str, numbers: range, workdir: Path) -> list[Agent]:
-    config = bench_config(prefix)
+@contextmanager
+def tls_zookeeper() -> Iterator[tuple[str, str]]:
+    """A TLS-only ZooKeeper with a throwaway CA: (connect string, CA file)."""
+    workdir = Path(tempfile.mkdtemp(prefix="neti-conv-tls-"))
+    ca = make_ca(workdir / "pki")
+    server_cert = issue(ca, "zookeeper", server=True)
+    with ZooKeeperServer(heap_mb=512, tls=ServerTls(server_cert.combined, ca.cert)) as server:
+        yield server.hosts, str(ca.cert)
+
+
+def start_agents(hosts: str, prefix: str, numbers: range, workdir: Path, ca: str | None = None) -> list[Agent]:
+    config = bench_config(prefix, ca)
     agents = [Agent(config, identity(n), RecordingBackend(config.ipset_name), zk_hosts=hosts,
                     state_dir=workdir / str(n)) for n in numbers]
     with ThreadPoolExecutor(max_workers=16) as pool:
@@ -65,36 +82,36 @@ def start_agents(hosts: str, prefix: str, numbers: range, workdir: Path) -> list
     return agents
 
 
-def worker(hosts: str, prefix: str, first: int, count: int) -> None:
+def worker(hosts: str, prefix: str, first: int, count: int, ca: str | None) -> None:
     """``--worker``: run agents first..first+count-1 until stdin closes (the parent is done)."""
     agents = start_agents(hosts, prefix, range(first, first + count),
-                          Path(tempfile.mkdtemp(prefix="neti-conv-")))
+                          Path(tempfile.mkdtemp(prefix="neti-conv-")), ca)
     print("ready", flush=True)
     sys.stdin.read()
     for agent in agents:
         agent.stop()
 
 
-def run(hosts: str, count: int, rounds: int, processes: int = 1) -> dict[str, object]:
+def run(hosts: str, count: int, rounds: int, processes: int = 1, ca: str | None = None) -> dict[str, object]:
     prefix = f"/bench-{uuid.uuid4().hex[:8]}"
     workdir = Path(tempfile.mkdtemp(prefix="neti-conv-"))
-    config = bench_config(prefix)
+    config = bench_config(prefix, ca)
     started = time.perf_counter()
     agents: list[Agent] = []
     workers: list[subprocess.Popen[str]] = []
     if processes <= 1:
-        agents = start_agents(hosts, prefix, range(count), workdir)
+        agents = start_agents(hosts, prefix, range(count), workdir, ca)
     else:
         share = -(-count // processes)
         for first in range(0, count, share):
             workers.append(subprocess.Popen(
                 [sys.executable, __file__, "--worker", "--zk", hosts, "--prefix", prefix, "--first",
-                 str(first), "--agents", str(min(share, count - first))],
+                 str(first), "--agents", str(min(share, count - first)), *(["--ca", ca] if ca else [])],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
         for process in workers:
             assert process.stdout is not None and process.stdout.readline().strip() == "ready"
     print(f"{count} agents started in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    observer = KazooClient(hosts=hosts)
+    observer = make_client(config, hosts)
     observer.start(timeout=30)
     paths = config.zk_paths
     ids = [identity(n).instance_id for n in range(count)]
@@ -146,6 +163,7 @@ def run(hosts: str, count: int, rounds: int, processes: int = 1) -> dict[str, ob
         "p99_s": round(samples[max(0, int(len(samples) * 0.99) - 1)], 3),
         "max_s": round(samples[-1], 3),
         "interval_s": 1.0,
+        "tls": ca is not None,
     }
 
 
@@ -156,15 +174,24 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1,
                         help="spread the agents over this many processes (less GIL contention)")
     parser.add_argument("--zk", help="HOST:PORT of an existing ZooKeeper (default: start one)")
+    parser.add_argument("--tls", action="store_true",
+                        help="start a TLS-only ZooKeeper and connect every session over TLS")
+    parser.add_argument("--ca", help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.zk, args.prefix, args.first, args.agents)
+        worker(args.zk, args.prefix, args.first, args.agents, args.ca)
         return
-    with zookeeper_hosts(args.zk) as hosts:
-        result = run(hosts, args.agents, args.rounds, args.processes)
+    if args.tls:
+        if args.zk:
+            parser.error("--tls starts its own TLS-only ZooKeeper; it does not go with --zk")
+        with tls_zookeeper() as (hosts, ca):
+            result = run(hosts, args.agents, args.rounds, args.processes, ca)
+    else:
+        with zookeeper_hosts(args.zk) as hosts:
+            result = run(hosts, args.agents, args.rounds, args.processes)
     print(json.dumps(result))
 
 
