@@ -73,7 +73,8 @@ def tls_zookeeper() -> Iterator[tuple[str, str]]:
         yield server.hosts, str(ca.cert)
 
 
-def start_agents(hosts: str, prefix: str, numbers: range, workdir: Path, ca: str | None = None) -> list[Agent]:
+def start_agents(hosts: str, prefix: str, numbers: range, workdir: Path,
+                 ca: str | None = None) -> list[Agent]:
     config = bench_config(prefix, ca)
     agents = [Agent(config, identity(n), RecordingBackend(config.ipset_name), zk_hosts=hosts,
                     state_dir=workdir / str(n)) for n in numbers]
