@@ -33,6 +33,8 @@ def add_parser(subparsers: Subparsers) -> None:
     up.add_argument("--vpc", type=float, default=25, help="percent of them in the VPC")
     up.add_argument("--unregistered", type=int, default=5, help="instances that never run Neti")
     up.add_argument("--no-console", action="store_true", help="leave the lab running, open nothing")
+    up.add_argument("--insecure", action="store_true",
+                    help="the original open tree on a plain port (to rehearse `neti zk secure`)")
     up.add_argument("--no-netns", action="store_true",
                     help="no namespaces: agents record rules instead (the default without root)")
     up.set_defaults(handler=_up)
@@ -83,7 +85,7 @@ def _up(args: argparse.Namespace) -> int:
         [sys.executable, "-m", "neti_core.lab.daemon", "--state-dir", str(directory),
          "--hosts", str(args.hosts), "--vpc", str(args.vpc), "--unregistered", str(args.unregistered),
          "--netns-prefix", os.environ.get("NETI_LAB_NETNS_PREFIX", "nlab"),
-         *([] if use_netns else ["--no-netns"])],
+         *([] if use_netns else ["--no-netns"]), *(["--insecure"] if args.insecure else [])],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
     state = _wait_ready(directory)
@@ -93,7 +95,9 @@ def _up(args: argparse.Namespace) -> int:
     state = read_state(directory) or state
     _say(f"{agents} agents {'all in sync' if synced_at else 'NOT all in sync'} after {elapsed:.1f} s; "
          f"lab processes use {_lab_rss_mb(state):.0f} MB")
-    _say(f"ZooKeeper 127.0.0.1:{state.zk_port} prefix {state.zk_prefix}; EC2 API "
+    trust = ("TLS-only, ACLs; operator credentials in the console config" if state.secured
+             else "OPEN: no TLS, no ACLs (--insecure)")
+    _say(f"ZooKeeper 127.0.0.1:{state.zk_port} ({trust}) prefix {state.zk_prefix}; EC2 API "
          f"http://127.0.0.1:{state.moto_port}; console config {state.console_config}")
     _say(f"security group {state.security_group}; AWS ranges sample {state.ranges_file}")
     if args.no_console:
@@ -132,6 +136,17 @@ def _wait_ready(directory: Path) -> LabState:
     fail(PROG, "the lab did not become ready within 10 minutes", status=1)
 
 
+def lab_client(state: LabState) -> Any:
+    """A client for the lab's ZooKeeper: with the console's (operator) credentials and TLS when
+    the lab is secured, which is also what any other tool pointed at the lab needs."""
+    from neti_core.config import load_config, parse_config
+    from neti_core.zkclient import make_client
+
+    secured = state.secured and state.console_config is not None
+    config = load_config(state.console_config) if secured else parse_config({})  # type: ignore[arg-type]
+    return make_client(config, f"127.0.0.1:{state.zk_port}")
+
+
 def fleet_sync(state: LabState, timeout: float = 5) -> tuple[int, int, list[dict[str, Any]]]:
     """(agents in sync, agents, per-host rows) read from the lab's ZooKeeper."""
     in_sync, agents, rows, _ = fleet_view(state, timeout)
@@ -142,13 +157,11 @@ def fleet_view(state: LabState, timeout: float = 5) -> tuple[int, int, list[dict
     """What the console would show, read once: per-host rows joined with the lab's manifest, and
     every anomaly (documents that do not decode, status nodes without a member...). One bad node is
     a row's or a problem's text, never a failure of the whole view."""
-    from kazoo.client import KazooClient
-
     from neti_core.config import ZkPaths
     from neti_core.fleet.watcher import LiveFleet
 
     logging.getLogger("kazoo").setLevel(logging.CRITICAL)  # an unreachable ZooKeeper is said once, below
-    client = KazooClient(hosts=f"127.0.0.1:{state.zk_port}")
+    client = lab_client(state)
     client.start(timeout=timeout)
     try:
         snapshot = LiveFleet(client, ZkPaths.under(state.zk_prefix), ec2_configured=False).read_once()

@@ -26,6 +26,7 @@ from typing import Any
 import boto3
 import yaml
 
+from neti_core.config import ZkPaths
 from neti_core.errors import MalformedEntryError
 from neti_core.lab.host import SimInstance
 from neti_core.lab.motoserver import MotoServer
@@ -34,6 +35,7 @@ from neti_core.lab.plan import EC2_PRIVATE, OUTSIDE, VPC_PRIVATE, HostPlan, plan
 from neti_core.lab.rpc import ControlServer
 from neti_core.lab.simnet import Segments, SimHost, SimNetwork
 from neti_core.lab.state import LabState, write_state
+from neti_core.lab.trust import LabTrust
 from neti_core.lab.zkserver import ZooKeeperServer
 from neti_core.members import Side, parse_ipv4
 
@@ -72,12 +74,16 @@ class LabHost:
 
 
 class Lab:
-    def __init__(self, state_dir: Path, use_netns: bool, netns_prefix: str = NETNS_PREFIX) -> None:
+    def __init__(self, state_dir: Path, use_netns: bool, netns_prefix: str = NETNS_PREFIX,
+                 secure: bool = True) -> None:
         self.dir = state_dir
         self.use_netns = use_netns
         self.state = LabState(pid=os.getpid(), mode="netns" if use_netns else "recording",
-                              netns_prefix=netns_prefix, zk_prefix=ZK_PREFIX)
-        self.zk = ZooKeeperServer(workdir=state_dir / "zookeeper", heap_mb=384)
+                              netns_prefix=netns_prefix, zk_prefix=ZK_PREFIX, secured=secure)
+        # Secured by default: TLS-only ZooKeeper, ACLs, a secret per host (docs/security.md).
+        self.trust = LabTrust(state_dir / "trust") if secure else None
+        self.zk = ZooKeeperServer(workdir=state_dir / "zookeeper", heap_mb=384,
+                                  tls=self.trust.server_tls if self.trust else None)
         self.moto = MotoServer(log_path=state_dir / "moto.log")
         self.network = SimNetwork([], Segments(EC2_PRIVATE, VPC_PRIVATE, OUTSIDE),
                                   Netns(prefix=netns_prefix)) if use_netns else None
@@ -103,6 +109,8 @@ class Lab:
         plans = plan_fleet(hosts, vpc_percent, unregistered)
         self.save(phase="starting", progress="starting ZooKeeper")
         self.zk.start()
+        if self.trust is not None:
+            self.trust.secure(self.zk.hosts, ZkPaths.under(ZK_PREFIX))
         self.save(zk_port=self.zk.port, zk_pid=self.zk.pid, progress="starting the EC2 API (moto)")
         self.moto.start()
         self.save(moto_port=self.moto.port, moto_pid=self.moto.process.pid if self.moto.process else None)
@@ -153,6 +161,8 @@ class Lab:
                   # Seconds, not days, so `neti lab churn` then `neti registry reclaim --apply`
                   # twice shows the whole cycle in the lab.
                   "reclaim_quarantine": LAB_RECLAIM_QUARANTINE}
+        if self.trust is not None:
+            config |= self.trust.operator_settings()
         (self.dir / "console.yml").write_text(yaml.safe_dump(config, sort_keys=True))
         self.save(console_config=str(self.dir / "console.yml"))
 
@@ -194,7 +204,8 @@ class Lab:
                                plan.side, self.dir / "hosts" / plan.name, name=plan.name,
                                mac=f"02:00:{random.randrange(256):02x}:00:{self.next_index % 256:02x}:01",
                                vpc_id=self.vpc_ids[Side.VPC] if plan.side is Side.VPC else None)
-            host.sim.prepare(("127.0.0.1", self.zk.port), AGENT_SETTINGS,
+            settings = AGENT_SETTINGS | (self.trust.agent_settings(instance_id) if self.trust else {})
+            host.sim.prepare(("127.0.0.1", self.zk.port), settings,
                              ec2_target=("127.0.0.1", self.moto.port))
             if start_agent:
                 host.sim.start_agent()
@@ -338,9 +349,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unregistered", type=int, default=5)
     parser.add_argument("--no-netns", action="store_true")
     parser.add_argument("--netns-prefix", default=NETNS_PREFIX)
+    parser.add_argument("--insecure", action="store_true", help="open tree, plain ZooKeeper port")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    lab = Lab(args.state_dir, use_netns=not args.no_netns, netns_prefix=args.netns_prefix)
+    lab = Lab(args.state_dir, use_netns=not args.no_netns, netns_prefix=args.netns_prefix,
+              secure=not args.insecure)
     server = ControlServer(args.state_dir / "control.sock", lab.handle).start()
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=lab.shutdown, daemon=True).start())
     try:

@@ -40,6 +40,7 @@ class LabState:
     console_config: str | None = None
     security_group: str | None = None
     ranges_file: str | None = None
+    secured: bool = False  # TLS-only ZooKeeper with ACLs; clients use console_config's credentials
     hosts: list[dict[str, Any]] = field(default_factory=list)
 
 
