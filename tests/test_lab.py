@@ -13,6 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoAuthError
+from kazoo.handlers.threading import KazooTimeoutError
 
 from neti_core.lab.state import alive, read_state
 from tests.fixtures.agent import ECHO_PORT, connect_from, wait_for
@@ -37,6 +40,39 @@ def _neti(env, *args, timeout=300):
 def _namespaces(prefix: str) -> list[str]:
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
     return [line.split()[0] for line in names.splitlines() if line.startswith(prefix + "-")]
+
+
+def _anonymous_client_can_do_nothing(directory: Path) -> None:
+    """The lab is secured by default: without credentials a client (even over TLS with the lab's
+    CA) gets a session and nothing else, in the prefix or outside it."""
+    state = read_state(directory)
+    assert state is not None and state.secured
+    hosts = f"127.0.0.1:{state.zk_port}"
+    plain = KazooClient(hosts=hosts, connection_retry={"max_tries": 1})
+    with pytest.raises(KazooTimeoutError):
+        plain.start(timeout=3)  # a plain-text client to the TLS port is dropped
+    plain.stop()
+    plain.close()
+    anonymous = KazooClient(hosts=hosts, use_ssl=True, ca=str(directory / "trust" / "pki" / "ca.pem"))
+    anonymous.start(timeout=15)
+    try:
+        host = state.hosts[0]["instance_id"]
+        attempts = {
+            "read members": lambda: anonymous.get_children("/neti/ip-map"),
+            "false member": lambda: anonymous.create(f"/neti/ip-map/{'0' * 32}-1.2.3.4|10.0.0.9|1.1.1.1|0"),
+            "fleet default": lambda: anonymous.create("/neti/control/defaults", b'{"reject_all": false}'),
+            "audit": lambda: anonymous.create("/neti/audit/entry-", b"{}", sequence=True),
+            "maxchange": lambda: anonymous.set("/neti/maxchange", b"9999"),
+            "delete a host's pair": lambda: anonymous.delete(f"/neti/id-to-ip/{host}"),
+            "outside the prefix": lambda: anonymous.create("/probe", b"x"),
+        }
+        for what, attempt in attempts.items():
+            with pytest.raises(NoAuthError):
+                attempt()
+                pytest.fail(f"an anonymous client could: {what}")
+    finally:
+        anonymous.stop()
+        anonymous.close()
 
 
 def test_lab_up_converges_connects_across_sides_and_down_leaves_nothing(lab_env):
@@ -66,6 +102,7 @@ def test_lab_up_converges_connects_across_sides_and_down_leaves_nothing(lab_env)
     finally:
         echo.kill()
         echo.wait()
+    _anonymous_client_can_do_nothing(directory)
     # The console, attached to the lab, shows the fleet as it is.
     asyncio.run(_console_shows(Path(status["console_config"]), status["hosts"]))
     # Installing Neti on the unregistered instance brings it into the fleet.

@@ -13,11 +13,13 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from kazoo.security import ACL, Permissions
+
 from neti_core.config import ZkPaths
 from neti_core.lab.pki import issue, make_ca
 from neti_core.lab.zkserver import ServerTls
 from neti_core.ops.zksecure import Principals, secure_tree
-from neti_core.zkacl import AGENT_ROLE, TreeAcl, digest_of
+from neti_core.zkacl import AGENT_ROLE, WORLD, TreeAcl, digest_of
 from neti_core.zkclient import make_client
 
 OPERATOR = "neti-operator"
@@ -65,6 +67,8 @@ class LabTrust:
         client.start(timeout=30)
         try:
             secure_tree(client, paths, self.principals())
+            # Outside the prefix a stock ZooKeeper is world-writable: anyone could fill it up.
+            client.set_acls("/", [*self.principals().tree.for_operator_node(), ACL(Permissions.READ, WORLD)])
         finally:
             client.stop()
             client.close()
