@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 import yaml
+from kazoo.security import OPEN_ACL_UNSAFE
 
 from neti_core.members import Side
 from neti_core.operator_actions import FleetControl
@@ -101,3 +102,12 @@ def test_zk_secure_on_a_live_open_tree_plans_applies_and_is_idempotent(secure_fl
 
     again = subprocess.run(neti, capture_output=True, text=True, timeout=60, check=False)
     assert f"{fleet.paths.prefix}: nothing to change" in again.stdout, again.stdout
+
+    # The rollback: every node back to world:anyone, and the agents still in sync.
+    rollback = ["neti", "zk", "open", "-c", str(config), "--apply"]
+    opened = subprocess.run(rollback, capture_output=True, text=True, timeout=120, check=False)
+    assert opened.returncode == 0, opened.stderr
+    assert set(acls(secure_fleet).values()) == {repr(sorted(map(repr, OPEN_ACL_UNSAFE)))}
+    control.set_host_reject_all([hosts[0].instance_id], False, "rolled back")
+    wait_for(lambda: fleet.status(hosts[0]).reject_all is False, what="still following after the rollback")
+    wait_for(lambda: fleet.converged(members=2), what="statuses in sync after the rollback")
