@@ -47,11 +47,11 @@ class Credential:
     @property
     def digest(self) -> str:
         """``identity:base64(sha1(identity:secret))``: what an ACL names; safe to show."""
-        return make_digest_acl_credential(self.identity, self.secret)
+        return str(make_digest_acl_credential(self.identity, self.secret))
 
 
 def digest_of(identity: str, secret: str) -> str:
-    return make_digest_acl_credential(identity, secret)
+    return str(make_digest_acl_credential(identity, secret))
 
 
 def identity_of(digest: str) -> str:

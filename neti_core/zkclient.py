@@ -91,7 +91,7 @@ def make_client(config: NetiConfig, hosts: str, **kazoo_options: Any) -> KazooCl
     credentials = Credentials.from_config(config)
     client = KazooClient(hosts=hosts, auth_data=credentials.auth_data or None, **tls_options(config),
                          **kazoo_options)
-    client.neti_credentials = credentials  # type: ignore[attr-defined]  # read by install_acl
+    client.neti_credentials = credentials  # read by install_acl
     return client
 
 

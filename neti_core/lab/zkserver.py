@@ -235,24 +235,6 @@ class ZooKeeperEnsemble:
     def hosts(self) -> str:
         return ",".join(server.hosts for server in self.servers)
 
-    def _port_lines(self) -> list[str]:
-        if self.tls is None:
-            return [f"clientPort={self.port}", f"clientPortAddress={self.host}"]
-        return [
-            f"secureClientPort={self.port}",
-            f"secureClientPortAddress={self.host}",
-            "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
-            f"ssl.keyStore.location={self.tls.keystore}",
-            "ssl.keyStore.type=PEM",
-            f"ssl.trustStore.location={self.tls.ca}",
-            "ssl.trustStore.type=PEM",
-            "ssl.clientAuth=want",  # a client certificate is optional; identities are digest ACLs
-        ]
-
-    def _word(self, word: str) -> str:
-        context = self.tls.client_context() if self.tls else None
-        return four_letter_word(self.host, self.port, word, tls=context)
-
     def start(self, timeout: float = 90.0) -> ZooKeeperEnsemble:
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="neti-zk-ensemble-"))
