@@ -6,8 +6,10 @@ In CI (CI=true) nothing may be skipped for lack of a service or privilege: a ski
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kazoo.client import KazooClient
@@ -21,6 +23,11 @@ pytest_plugins = ["tests.fixtures.aws", "tests.fixtures.netns", "tests.fixtures.
                   "tests.fixtures.console", "tests.fixtures.trust"]
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+# Commands the tests start (neti, neti-agent, neti-console) are the ones installed next to this
+# interpreter, as an operator's activated virtualenv would find them: `make test` does not put the
+# venv on PATH, and a stray system-wide `neti` must never be what a test exercises.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 @pytest.hookimpl(hookwrapper=True)
