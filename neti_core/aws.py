@@ -67,6 +67,10 @@ def _optional_ip(value: str | None) -> IPv4Address | None:
 
 
 SIDE_TAG = "neti:side"
+# The description `neti sg aws-ranges` puts on every rule it makes: how the phases' guards
+# recognise a group opened to AWS's ranges (and the only rules --revert ever takes away).
+AWS_RANGES_DESCRIPTION = "neti aws-ranges"
+_ALL_PORTS = (0, 65535)
 
 
 def _side(raw: dict[str, Any], tags: dict[str, str]) -> Side:
@@ -146,3 +150,42 @@ def instance_states(client: Any, page_size: int = 1000) -> dict[str, str]:
                     continue
                 states[instance_id] = str(raw.get("State", {}).get("Name", "unknown"))
     return states
+
+
+@dataclass(frozen=True, slots=True)
+class GroupOpening:
+    """Whether a security group lets AWS's ranges in on every port, as ``neti sg aws-ranges``
+    leaves it: at least one range marked with its description for all TCP and all UDP ports."""
+
+    group_id: str
+    name: str
+    ranges: int  # CIDRs open on every TCP and UDP port with the aws-ranges description
+
+    @property
+    def open(self) -> bool:
+        return self.ranges > 0
+
+
+def parse_group_opening(raw: dict[str, Any]) -> GroupOpening:
+    """One entry of describe_security_groups; only what ``neti sg aws-ranges`` writes counts."""
+    opened: dict[str, set[str]] = {"tcp": set(), "udp": set()}
+    for permission in raw.get("IpPermissions", []):
+        protocol = {"6": "tcp", "17": "udp"}.get(str(permission.get("IpProtocol")),
+                                                 str(permission.get("IpProtocol")))
+        ports = (permission.get("FromPort"), permission.get("ToPort"))
+        if protocol not in opened or ports != _ALL_PORTS:
+            continue
+        opened[protocol] |= {r.get("CidrIp", "") for r in permission.get("IpRanges", [])
+                             if r.get("Description") == AWS_RANGES_DESCRIPTION}
+    return GroupOpening(str(raw.get("GroupId", "")), str(raw.get("GroupName", "")),
+                        len(opened["tcp"] & opened["udp"]))
+
+
+def group_openings(client: Any, group_ids: Iterable[str], chunk: int = 100) -> list[GroupOpening]:
+    """The groups of the fleet's instances, read with describe_security_groups (raises on failure)."""
+    ids = sorted(set(group_ids))
+    groups: list[GroupOpening] = []
+    for start in range(0, len(ids), chunk):
+        reply = client.describe_security_groups(GroupIds=ids[start:start + chunk])
+        groups += [parse_group_opening(raw) for raw in reply.get("SecurityGroups", [])]
+    return sorted(groups, key=lambda g: g.group_id)

@@ -106,6 +106,26 @@ def all_in_sync(s: FleetSnapshot) -> Check:
                  f"{len(rows)} behind: {_some(rows)}" if rows else "")
 
 
+def security_groups_open(s: FleetSnapshot) -> Check:
+    """Every security group of the fleet's running instances lets AWS's ranges in, as
+    ``neti sg aws-ranges --apply`` leaves it (read from the EC2 API by the inventory poll)."""
+    label = "the fleet's security groups are open to the AWS ranges"
+    inventory = inventory_current(s)
+    if not inventory.ok:
+        return Check(label, False, f"unknown: {inventory.detail}")
+    if s.ec2.groups_error or s.ec2.groups is None:
+        return Check(label, False, f"unknown: {s.ec2.groups_error or 'security groups not read yet'}")
+    closed = [g for g in s.ec2.groups if not g.open]
+    if not s.ec2.groups:
+        return Check(label, False, "the running instances are in no security group")
+    if closed:
+        names = " ".join(f"--group {g.group_id}" for g in closed)
+        return Check(label, False, f"{len(closed)} of {len(s.ec2.groups)} not open "
+                                   f"({', '.join(g.name or g.group_id for g in closed)}): "
+                                   f"neti sg aws-ranges {names} --ranges-file … --apply")
+    return Check(label, True, f"{len(s.ec2.groups)} groups open")
+
+
 def _guard(*checks: Callable[[FleetSnapshot], Check]) -> Guard:
     def guard(snapshot: FleetSnapshot) -> tuple[Check, ...]:
         return tuple(check(snapshot) for check in (live_data, *checks))
@@ -151,10 +171,12 @@ PHASES: tuple[Phase, ...] = (
     Phase("open-security-groups", "Security groups open to AWS ranges",
           "Change the security groups to allow all access from the AWS IP ranges "
           "(ip_ranges.py); iptables now does the filtering on every host.",
-          _DONE),
+          _guard(none_unregistered, reject_on_everywhere, all_in_sync, no_errors, agents_report,
+                 security_groups_open)),
     Phase("migrate", "Migrate",
           "EC2 and VPC hosts talk to each other: move hosts into the VPC.",
-          _DONE),
+          _guard(security_groups_open, none_unregistered, reject_on_everywhere, vpc_member_in_sync,
+                 all_in_sync, no_errors, agents_report)),
 )
 _BY_KEY = {phase.key: phase for phase in PHASES}
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from neti_core.aws import Instance, running_instances
+from neti_core.aws import GroupOpening, Instance, group_openings, running_instances
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,16 @@ class Ec2Poller:
         instances = list(running_instances(self._client, self.ignore_patterns, malformed))
         return instances, malformed
 
-    def run(self, on_inventory: Callable[[list[Instance], list[str]], None],
+    def poll_groups(self, instances: list[Instance]) -> tuple[GroupOpening, ...] | str:
+        """The security groups of the fleet's instances (what the last phases' guards check), or
+        the error that kept them from being read: a failure here must not lose the inventory."""
+        try:
+            return tuple(group_openings(self._client, (g for i in instances for g in i.security_groups)))
+        except Exception as exc:  # any failure of the API: the guard says "unknown", polling goes on
+            log.info("security group poll failed: %s", exc)
+            return short_error(exc)
+
+    def run(self, on_inventory: Callable[[list[Instance], list[str], tuple[GroupOpening, ...] | str], None],
             on_error: Callable[[str], None], stop: threading.Event) -> None:
         while not stop.is_set():
             try:
@@ -55,6 +64,6 @@ class Ec2Poller:
                 log.info("EC2 poll failed: %s", exc)
                 on_error(short_error(exc))
             else:
-                on_inventory(instances, malformed)
+                on_inventory(instances, malformed, self.poll_groups(instances))
             self._wake.wait(self.period)
             self._wake.clear()

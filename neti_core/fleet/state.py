@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from neti_core.aws import Instance
+from neti_core.aws import GroupOpening, Instance
 from neti_core.fleet.overlay import OverlayUsage
 from neti_core.members import Member
 from neti_core.schema import (
@@ -273,6 +273,8 @@ class Ec2Health:
     error_since: float | None = None
     instances: int = 0
     malformed: tuple[str, ...] = ()
+    groups: tuple[GroupOpening, ...] | None = None  # the fleet's security groups; None: not read
+    groups_error: str | None = None  # why the last poll could not read them
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from ipaddress import IPv4Network
 from types import MappingProxyType
 from typing import TypeVar
 
-from neti_core.aws import Instance
+from neti_core.aws import GroupOpening, Instance
 from neti_core.errors import MalformedEntryError
 from neti_core.fleet.events import (
     AuditAppended,
@@ -215,7 +215,8 @@ class FleetModel:
 
     # --- EC2 inputs --------------------------------------------------------------------------
 
-    def set_instances(self, instances: Iterable[Instance], malformed: Iterable[str], now: float) -> None:
+    def set_instances(self, instances: Iterable[Instance], malformed: Iterable[str], now: float,
+                      groups: tuple[GroupOpening, ...] | str | None = None) -> None:
         new = {instance.instance_id: instance for instance in instances}
         old = self._instances or {}
         added = new.keys() - old.keys()
@@ -229,7 +230,9 @@ class FleetModel:
                 if ip is not None:
                     self._by_address.setdefault(str(ip), instance.instance_id)
         self._ec2 = replace(self._ec2, last_ok=now, error=None, error_since=None, instances=len(new),
-                            malformed=tuple(malformed))
+                            malformed=tuple(malformed),
+                            groups=groups if isinstance(groups, tuple) else None,
+                            groups_error=groups if isinstance(groups, str) else None)
         self._news = True
         if first or added or removed or changed:
             self._news = True

@@ -31,7 +31,7 @@ from kazoo.exceptions import KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import EventType, KazooState, WatchedEvent
 
-from neti_core.aws import Instance
+from neti_core.aws import GroupOpening, Instance
 from neti_core.config import ZkPaths
 from neti_core.fleet.events import FleetBatch
 from neti_core.fleet.state import FleetSnapshot, ZkState
@@ -79,8 +79,10 @@ class LiveFleet:
 
     # --- inputs from other threads -----------------------------------------------------------
 
-    def submit_instances(self, instances: Iterable[Instance], malformed: Iterable[str] = ()) -> None:
-        self._queue.put(("instances", list(instances), list(malformed), self.clock()))
+    def submit_instances(self, instances: Iterable[Instance], malformed: Iterable[str] = (),
+                         groups: tuple[GroupOpening, ...] | str | None = None) -> None:
+        """An inventory; ``groups`` are the fleet's security groups, or why they could not be read."""
+        self._queue.put(("instances", list(instances), list(malformed), self.clock(), groups))
 
     def submit_ec2_error(self, error: str) -> None:
         self._queue.put(("ec2_error", error, self.clock()))
@@ -145,7 +147,7 @@ class LiveFleet:
         if kind == "state":
             self._handle_state(item[1])
         elif kind == "instances":
-            self.model.set_instances(item[1], item[2], item[3])
+            self.model.set_instances(item[1], item[2], item[3], groups=item[4])
         elif kind == "ec2_error":
             self.model.set_ec2_error(item[1], item[2])
         elif item[1] != self._generation:

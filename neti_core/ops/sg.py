@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from neti_core.aws import AWS_RANGES_DESCRIPTION
 from neti_core.cliutil import fail, load_config_or_exit
 from neti_core.ops import sgrules
 from neti_core.ops.common import (
@@ -34,7 +35,7 @@ from neti_core.ops.sgrules import Change, Rule, host_cidr
 if TYPE_CHECKING:
     from neti_core.aws import Instance
 
-RANGES_DESCRIPTION = "neti aws-ranges"
+RANGES_DESCRIPTION = AWS_RANGES_DESCRIPTION
 ZK_PROXY_DESCRIPTION = "neti sync-zk-proxy"
 ALL_PORTS = (0, 65535)
 
@@ -126,7 +127,8 @@ def add_parser(subparsers: Subparsers) -> None:
                                 description="Authorize (or --revert) all TCP and UDP ports from "
                                             "AWS's published ranges on a security group.")
     add_config_argument(ranges)
-    ranges.add_argument("--group", required=True, type=group_id, help="sg-…")
+    ranges.add_argument("--group", required=True, type=group_id, action="append", dest="groups",
+                        metavar="GROUP", help="sg-… (repeatable: every group of the fleet at once)")
     ranges.add_argument("--ranges-file", required=True, metavar="PATH",
                         help="ip-ranges.json in AWS's published format")
     regions = ranges.add_mutually_exclusive_group()
@@ -184,13 +186,18 @@ def run_aws_ranges(args: argparse.Namespace) -> int:
         fail(PROG, f"{args.ranges_file}: no IPv4 prefixes for region {', '.join(regions or ['*'])} "
                    f"and service {', '.join(services)}")
     problems: list[str] = []
-    present = sgrules.read_group(client, args.group, problems)
-    wanted = ranges_rules(args.group, networks)
-    changes = sgrules.plan(wanted, present, revert=args.revert)
-    unchanged = len(wanted) - len(changes)
+    groups = list(dict.fromkeys(args.groups))
+    changes: list[Change] = []
+    unchanged = 0
+    for group in groups:
+        present = sgrules.read_group(client, group, problems)
+        wanted = ranges_rules(group, networks)
+        planned = sgrules.plan(wanted, present, revert=args.revert)
+        changes += planned
+        unchanged += len(wanted) - len(planned)
     _warn(problems)
     return plan_and_apply(args, client, changes, unchanged,
-                          {"group": args.group, "networks": len(networks),
+                          {"group": groups[0], "groups": groups, "networks": len(networks),
                            "sync_token": ranges.sync_token})
 
 
