@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -81,7 +82,13 @@ def test_lab_up_converges_connects_across_sides_and_down_leaves_nothing(lab_env)
     assert up.returncode == 0, up.stdout + up.stderr
     assert "4 agents all in sync" in up.stdout
     assert f"agents in sync [{'█' * 24}] 4/4" in up.stdout, up.stdout  # the progress it showed
+    # It says what it started, by the names the walkthrough uses.
+    assert "launched 1 instances without Neti (legacy-005)" in up.stdout
+    assert re.search(r"security groups: lab-fleet sg-\w+ and lab-fleet-vpc sg-\w+ \(the fleet\)", up.stdout)
+    assert f"console: {Path(sys.executable).parent / 'neti-console'} -c " in up.stdout \
+        or "console: neti-console -c " in up.stdout
     status = json.loads(_neti(env, "lab", "status", "--json").stdout)
+    _security_group_commands_work(env, status)
     assert (status["agents"], status["in_sync"], status["instances"], status["mode"]) == (4, 4, 5, "netns")
     hosts = {h["name"]: h for h in status["hosts"]}
     assert hosts["legacy-005"]["agent"] is False
@@ -114,9 +121,25 @@ def test_lab_up_converges_connects_across_sides_and_down_leaves_nothing(lab_env)
     pids = [state.pid, state.zk_pid, state.moto_pid, *(h["pid"] for h in state.hosts if h["pid"])]
     down = _neti(env, "lab", "down", timeout=120)
     assert down.returncode == 0, down.stderr
+    assert "stopping 5 agents with their metadata services and ZooKeeper portals, ZooKeeper" in down.stdout
     assert _namespaces(prefix) == []
     assert not any(alive(pid) for pid in pids)
     assert not directory.exists()
+
+
+def _security_group_commands_work(env, status: dict) -> None:
+    """The last phases can be rehearsed: the commands `lab status` prints run as printed."""
+    text = _neti(env, "lab", "status").stdout
+    groups = status["security_groups"]
+    assert set(groups) == {"lab-fleet", "lab-fleet-vpc", "lab-zk", "lab-zkneti"}
+    for prefix in ("open the fleet to AWS's ranges: ", "ZooKeeper and its proxies: "):
+        command = next(line for line in text.splitlines() if line.startswith(prefix))[len(prefix):]
+        plan = subprocess.run(command.split(), env=env, capture_output=True, text=True, timeout=60,
+                              check=False)
+        assert plan.returncode == 0, plan.stderr
+        # aws-ranges: 4 ranges (54.214/16 lies in 54.208/13) x tcp/udp x 2 groups; sync-zk-proxy: each side from the other one.
+        expected = "plan: 16 to authorize" if "aws-ranges" in command else "plan: 2 to authorize"
+        assert expected in plan.stdout, plan.stdout
 
 
 async def _console_shows(config_path: Path, hosts: list[dict]) -> None:

@@ -15,6 +15,13 @@ from typing import Any
 
 from neti_core.cliutil import fail, progress_bar
 from neti_core.fleet.state import RuleState
+from neti_core.lab.guide import (
+    aws_ranges_command,
+    console_command,
+    started_lines,
+    stopping_line,
+    zk_proxy_command,
+)
 from neti_core.lab.plan import LabPlanError, plan_fleet
 from neti_core.lab.rpc import LabUnreachable, request
 from neti_core.lab.state import LabState, alive, default_state_dir, read_state, remove_leftovers
@@ -95,11 +102,8 @@ def _up(args: argparse.Namespace) -> int:
     state = read_state(directory) or state
     _say(f"{agents} agents {'all in sync' if synced_at else 'NOT all in sync'} after {elapsed:.1f} s; "
          f"lab processes use {_lab_rss_mb(state):.0f} MB")
-    trust = ("TLS-only, ACLs; operator credentials in the console config" if state.secured
-             else "OPEN: no TLS, no ACLs (--insecure)")
-    _say(f"ZooKeeper 127.0.0.1:{state.zk_port} ({trust}) prefix {state.zk_prefix}; EC2 API "
-         f"http://127.0.0.1:{state.moto_port}; console config {state.console_config}")
-    _say(f"security group {state.security_group}; AWS ranges sample {state.ranges_file}")
+    for line in started_lines(state, plans):
+        _say(line)
     if args.no_console:
         _say("running; `neti lab status`, `neti lab down`")
         return 0
@@ -256,7 +260,7 @@ def _status(args: argparse.Namespace) -> int:
                "ec2_api": f"http://127.0.0.1:{state.moto_port}", "agents": agents, "in_sync": in_sync,
                "instances": len(rows), "rss_mb": round(_lab_rss_mb(state), 1),
                "console_config": state.console_config, "security_group": state.security_group,
-               "ranges_file": state.ranges_file}
+               "security_groups": state.security_groups, "ranges_file": state.ranges_file}
     if args.json:
         print(json.dumps({**summary, "hosts": rows, "problems": list(problems)}))
         return 0 if in_sync == agents else 1
@@ -269,14 +273,17 @@ def _status(args: argparse.Namespace) -> int:
         print(f"problem: {problem}")
     print(f"{summary['phase']} ({summary['mode']}): {in_sync}/{agents} agents in sync, "
           f"{len(rows)} instances; ZooKeeper {summary['zookeeper']}; {summary['rss_mb']:.0f} MB")
-    print(f"console: neti-console -c {state.console_config}; security group {state.security_group}; "
-          f"AWS ranges {state.ranges_file}")
+    print(f"console: {console_command(state)}")
+    print(f"security groups: {', '.join(f'{n} {g}' for n, g in state.security_groups.items())}")
+    print(f"open the fleet to AWS's ranges: {aws_ranges_command(state)}")
+    print(f"ZooKeeper and its proxies: {zk_proxy_command(state)}")
     return 0 if in_sync == agents else 1
 
 
 def _down(args: argparse.Namespace) -> int:
     state = read_state(args.state_dir)
     if state is not None and alive(state.pid):
+        _say(stopping_line(state))
         try:
             request(args.state_dir / "control.sock", "shutdown", timeout=30)
         except (LabUnreachable, OSError) as exc:

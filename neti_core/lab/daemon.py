@@ -44,6 +44,12 @@ NETNS_PREFIX = "nlab"
 LAUNCH_WORKERS = 4
 LAB_AWS_RANGES = ("3.80.0.0/12", "18.204.0.0/14", "34.192.0.0/12", "54.208.0.0/13", "54.214.0.0/16")
 ZK_PREFIX = "/neti"
+# (name, side, description): the fleet's groups, then the ZooKeeper ensemble's and its proxies'.
+LAB_GROUPS = (("lab-fleet", Side.EC2, "the lab fleet, EC2-Classic side"),
+              ("lab-fleet-vpc", Side.VPC, "the lab fleet, VPC side"),
+              ("lab-zk", Side.VPC, "the ZooKeeper ensemble in the VPC"),
+              ("lab-zkneti", Side.EC2, "the ZooKeeper proxies on the EC2-Classic side"))
+LAB_IGNORED = ["zk-*", "zkneti-*"]  # the console's ignore_name_patterns: they never run Neti
 LAB_RECLAIM_QUARANTINE = "10s"  # the console.yml of the lab (operators); a real fleet: days
 AGENT_SETTINGS: dict[str, Any] = {
     "zk_prefix": ZK_PREFIX,
@@ -92,6 +98,7 @@ class Lab:
         self.ec2: Any = None
         self.subnets: dict[Side, str] = {}
         self.vpc_ids: dict[Side, str] = {}
+        self.fleet_groups: dict[Side, str] = {}
         self.next_index = 1
         self.image_id = ""
         self.stopped = threading.Event()
@@ -143,20 +150,33 @@ class Lab:
             subnet = self.ec2.create_subnet(VpcId=vpc, CidrBlock=str(cidr))["Subnet"]["SubnetId"]
             self.ec2.modify_subnet_attribute(SubnetId=subnet, MapPublicIpOnLaunch={"Value": True})
             self.vpc_ids[side], self.subnets[side] = vpc, subnet
-        # What the last phases of the migration act on: the fleet's security group and AWS's
-        # published ranges (a small sample in AWS's format), for `neti sg aws-ranges`.
-        group = self.ec2.create_security_group(GroupName="lab-fleet", Description="the lab fleet",
-                                               VpcId=self.vpc_ids[Side.EC2])["GroupId"]
+        # What the last phases of the migration act on: the fleet's security groups (one per
+        # side, as a real fleet has), AWS's published ranges (a small sample in AWS's format) for
+        # `neti sg aws-ranges`, and a ZooKeeper node in the VPC with its proxy on the EC2 side,
+        # each in its own group, for `neti sg sync-zk-proxy` (instances only: the lab's real
+        # ZooKeeper runs on loopback; the console ignores them by name, like a real fleet's).
+        groups = {name: self.ec2.create_security_group(
+            GroupName=name, Description=description, VpcId=self.vpc_ids[side])["GroupId"]
+            for name, side, description in LAB_GROUPS}
+        self.fleet_groups = {Side.EC2: groups["lab-fleet"], Side.VPC: groups["lab-fleet-vpc"]}
+        for name, group in (("zk-1", groups["lab-zk"]), ("zkneti-1", groups["lab-zkneti"])):
+            side = Side.VPC if name.startswith("zk-") else Side.EC2
+            self.ec2.run_instances(ImageId=self.image_id, MinCount=1, MaxCount=1, InstanceType="t3.micro",
+                                   SubnetId=self.subnets[side], SecurityGroupIds=[group],
+                                   TagSpecifications=[{"ResourceType": "instance", "Tags": [
+                                       {"Key": "Name", "Value": name},
+                                       {"Key": "neti:side", "Value": side.value}]}])
         ranges = self.dir / "ip-ranges.json"
         ranges.write_text(json.dumps({"syncToken": "1", "createDate": "2026-01-01-00-00-00", "prefixes": [
             {"ip_prefix": prefix, "region": "us-east-1", "service": "EC2",
              "network_border_group": "us-east-1"} for prefix in LAB_AWS_RANGES]}, indent=1))
-        self.save(security_group=group, ranges_file=str(ranges))
+        self.save(security_group=groups["lab-fleet"], security_groups=groups, ranges_file=str(ranges))
 
     def _write_console_config(self) -> None:
         config = {"zk_prefix": ZK_PREFIX, "zk_hosts": {"ec2": [self.zk.hosts], "vpc": [self.zk.hosts]},
                   "ec2_endpoint_url": self.moto.url, "aws_region": "us-east-1", "aws_key": "testing",
                   "aws_secret_key": "testing", "ec2_poll_seconds": 10, "metrics_port": 0,
+                  "ignore_name_patterns": LAB_IGNORED,
                   "overlay_subnet": AGENT_SETTINGS["overlay_subnet"],
                   # Seconds, not days, so `neti lab churn` then `neti registry reclaim --apply`
                   # twice shows the whole cycle in the lab.
@@ -174,6 +194,7 @@ class Lab:
             instance = self.ec2.run_instances(
                 ImageId=image, MinCount=1, MaxCount=1, InstanceType="t3.micro",
                 SubnetId=self.subnets[plan.side], PrivateIpAddress=str(plan.private),
+                SecurityGroupIds=[self.fleet_groups[plan.side]],
                 TagSpecifications=[{"ResourceType": "instance", "Tags": [
                     {"Key": "Name", "Value": plan.name}, {"Key": "neti:side", "Value": plan.side.value}]}],
             )["Instances"][0]

@@ -38,7 +38,8 @@ class LabState:
     moto_port: int | None = None
     moto_pid: int | None = None
     console_config: str | None = None
-    security_group: str | None = None
+    security_group: str | None = None  # lab-fleet (EC2-Classic side), kept for older readers
+    security_groups: dict[str, str] = field(default_factory=dict)  # name -> sg-… (lab-fleet, …)
     ranges_file: str | None = None
     secured: bool = False  # TLS-only ZooKeeper with ACLs; clients use console_config's credentials
     hosts: list[dict[str, Any]] = field(default_factory=list)
