@@ -137,7 +137,8 @@ def _security_group_commands_work(env, status: dict) -> None:
         plan = subprocess.run(command.split(), env=env, capture_output=True, text=True, timeout=60,
                               check=False)
         assert plan.returncode == 0, plan.stderr
-        # aws-ranges: 4 ranges (54.214/16 lies in 54.208/13) x tcp/udp x 2 groups; sync-zk-proxy: each side from the other one.
+        # aws-ranges: 4 ranges (54.214/16 lies in 54.208/13) x tcp/udp x 2 groups;
+        # sync-zk-proxy: each side from the other one.
         expected = "plan: 16 to authorize" if "aws-ranges" in command else "plan: 2 to authorize"
         assert expected in plan.stdout, plan.stdout
 

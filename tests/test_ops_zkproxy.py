@@ -118,3 +118,16 @@ def test_render_is_a_whole_nat_table_and_bad_addresses_are_refused(capsys):
             main(["zk-proxy", "render", *argv])
         err = capsys.readouterr().err
         assert caught.value.code == 2 and len(err.strip().splitlines()) == 1, err
+
+
+def test_render_takes_the_config_like_every_command(tmp_path, capsys):
+    """`-c neti.yml` is accepted; the EC2 side's zk_hosts port (what clients dial) is the default."""
+    config = tmp_path / "neti.yml"
+    config.write_text("zk_hosts:\n  ec2: ['zkneti-1:2182']\n  vpc: ['zk-1:2181']\n")
+    assert main(["zk-proxy", "render", "-c", str(config), "--target", "54.1.2.3"]) == 0
+    assert "--dport 2182 -m comment" in capsys.readouterr().out
+    assert main(["zk-proxy", "render", "-c", str(config), "--target", "54.1.2.3", "--port", "2181"]) == 0
+    assert "--dport 2181 -m comment" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as caught:
+        main(["zk-proxy", "render", "-c", str(tmp_path / "missing.yml"), "--target", "54.1.2.3"])
+    assert caught.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1

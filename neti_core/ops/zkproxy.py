@@ -16,9 +16,9 @@ import argparse
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from neti_core.cliutil import fail
+from neti_core.cliutil import fail, load_config_or_exit
 from neti_core.errors import MalformedEntryError
-from neti_core.members import parse_ipv4
+from neti_core.members import Side, parse_ipv4
 from neti_core.ops.common import PROG, Subparsers, add_json_argument
 from neti_core.ops.output import print_json
 
@@ -112,8 +112,10 @@ def add_parser(subparsers: Subparsers) -> None:
                                help="the ensemble member's public (Elastic) IP")
     render_parser.add_argument("--listen", type=_address,
                                help="only this address of the proxy (default: any)")
-    render_parser.add_argument("--port", type=_port, default=DEFAULT_PORT,
-                               help=f"the port clients connect to ({DEFAULT_PORT})")
+    render_parser.add_argument("-c", "--config", default=None,
+                               help="neti.yml: the EC2 side's zk_hosts port becomes --port's default")
+    render_parser.add_argument("--port", type=_port, default=None,
+                               help=f"the port clients connect to ({DEFAULT_PORT}, or neti.yml's)")
     render_parser.add_argument("--target-port", type=_port,
                                help="the member's client port (default: --port)")
     render_parser.add_argument("--snat-to", type=_address,
@@ -122,9 +124,18 @@ def add_parser(subparsers: Subparsers) -> None:
     render_parser.set_defaults(handler=run)
 
 
+def _client_port(config_path: str | None) -> int:
+    """The port EC2 hosts dial (their zk_hosts entries point at the proxies), else the default."""
+    if config_path is None:
+        return DEFAULT_PORT
+    hosts = load_config_or_exit(PROG, config_path).zk_hosts.get(Side.EC2, ())
+    return hosts[0].port if hosts else DEFAULT_PORT
+
+
 def run(args: argparse.Namespace) -> int:
-    spec = ProxySpec(target=args.target, port=args.port,
-                     target_port=args.target_port or args.port, listen=args.listen,
+    port = args.port or _client_port(args.config)
+    spec = ProxySpec(target=args.target, port=port,
+                     target_port=args.target_port or port, listen=args.listen,
                      snat_to=args.snat_to)
     problems = validate(spec)
     if problems:
