@@ -118,10 +118,17 @@ class FleetControl:
 
     # --- reject_all ----------------------------------------------------------------------------
 
+    def retry_host_reject_all(self, instance_ids: Sequence[str], why: str = "",
+                              extra: dict[str, Any] | None = None) -> ActionResult:
+        """Write reject_all on again for hosts whose dead-man switch rolled it back: a new version of
+        the override is a new instruction, which the agent tries afresh (re-arming the switch)."""
+        return self.set_host_reject_all(instance_ids, True, why, extra, retry=True)
+
     def set_host_reject_all(self, instance_ids: Sequence[str], value: bool | None, why: str = "",
-                            extra: dict[str, Any] | None = None) -> ActionResult:
-        """Set (True/False) or clear (None) the override of each host; hosts already so are left."""
-        action = "reject_all.clear" if value is None else "reject_all.set"
+                            extra: dict[str, Any] | None = None, *, retry: bool = False) -> ActionResult:
+        """Set (True/False) or clear (None) the override of each host; hosts already so are left
+        (unless ``retry``: then every host's override is rewritten)."""
+        action = "reject_all.retry" if retry else "reject_all.clear" if value is None else "reject_all.set"
         self._check_writable(f"{action} on {len(instance_ids)} hosts")
         ids = list(dict.fromkeys(validate_instance_id(i) for i in instance_ids))
         self.client.ensure_path(self.paths.control_reject_all)
@@ -131,7 +138,8 @@ class FleetControl:
         audits: list[str] = []
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start:start + CHUNK]
-            done, same, path = self._write_overrides(chunk, value, why, action, extra or {})
+            done, same, path = self._write_overrides(chunk, value, why, action, extra=extra or {},
+                                                     retry=retry)
             changed += done
             unchanged += same
             if path:
@@ -141,8 +149,9 @@ class FleetControl:
     def _override_path(self, instance_id: str) -> str:
         return f"{self.paths.control_reject_all}/{instance_id}"
 
-    def _write_overrides(self, chunk: list[str], value: bool | None, why: str, action: str,
-                         extra: dict[str, Any]) -> tuple[list[str], list[str], str | None]:
+    def _write_overrides(self, chunk: list[str], value: bool | None, why: str, action: str, *,
+                         extra: dict[str, Any], retry: bool = False,
+                         ) -> tuple[list[str], list[str], str | None]:
         def attempt() -> tuple[list[str], list[str], str | None] | None:
             reads = [(i, self.client.get_async(self._override_path(i))) for i in chunk]
             current: dict[str, tuple[bool | str | None, int | None]] = {}
@@ -157,7 +166,9 @@ class FleetControl:
                 except MalformedEntryError:
                     before = "malformed"
                 current[instance_id] = (before, stat.version)
-            if value is None:
+            if retry:
+                todo = list(chunk)
+            elif value is None:
                 todo = [i for i in chunk if current[i][1] is not None]
             else:
                 todo = [i for i in chunk if current[i][0] is not value]

@@ -21,6 +21,12 @@ class Check:
     label: str
     ok: bool
     detail: str = ""
+    remedy: str = ""  # what the operator does about it when it fails
+
+    @property
+    def reason(self) -> str:
+        text = f"{self.label}: {self.detail}" if self.detail else self.label
+        return f"{text} — {self.remedy}" if self.remedy and not self.ok else text
 
 
 Guard = Callable[[FleetSnapshot], tuple[Check, ...]]
@@ -35,21 +41,24 @@ def _some(rows: list[HostRow], limit: int = 3) -> str:
 
 def live_data(s: FleetSnapshot) -> Check:
     ok = s.zk.loaded and s.zk.state is ZkState.CONNECTED
-    return Check("live data from ZooKeeper", ok, "" if ok else f"ZooKeeper is {s.zk.state.value}")
+    return Check("live data from ZooKeeper", ok, "" if ok else f"ZooKeeper is {s.zk.state.value}",
+                 "wait until the console is connected again (the banner says when)")
 
 
 def some_members(s: FleetSnapshot) -> Check:
     n = s.summary.registered
-    return Check("hosts registered in Neti", n > 0, f"{n} in the party")
+    return Check("hosts registered in Neti", n > 0, f"{n} in the party", "start neti-agent on the hosts")
 
 
 def inventory_current(s: FleetSnapshot) -> Check:
     if not s.ec2.configured:
-        return Check("EC2 inventory available", False, "no EC2 API configured")
+        return Check("EC2 inventory available", False, "no EC2 API configured",
+                     "give the console AWS access (aws_region, credentials) in its neti.yml")
     if s.ec2.last_ok is None:
-        return Check("EC2 inventory available", False, s.ec2.error or "not polled yet")
+        return Check("EC2 inventory available", False, s.ec2.error or "not polled yet", "p polls EC2 now")
     if s.ec2.error:
-        return Check("EC2 inventory available", False, f"last poll failed: {s.ec2.error}")
+        return Check("EC2 inventory available", False, f"last poll failed: {s.ec2.error}",
+                     "check the console's AWS access; p polls again")
     return Check("EC2 inventory available", True, f"{s.ec2.instances} running instances")
 
 
@@ -57,21 +66,36 @@ def none_unregistered(s: FleetSnapshot) -> Check:
     label = "every running instance runs Neti (neti_util.py clean)"
     inventory = inventory_current(s)
     if not inventory.ok:
-        return Check(label, False, f"unknown: {inventory.detail}")
+        return Check(label, False, f"unknown: {inventory.detail}", inventory.remedy)
     rows = s.unregistered
-    return Check(label, not rows, f"{len(rows)} unregistered: {_some(rows)}" if rows else "")
+    return Check(label, not rows, f"{len(rows)} unregistered: {_some(rows)}" if rows else "",
+                 "install neti-agent on them (2 lists them; in the lab: neti lab adopt NAME)")
 
 
 def agents_report(s: FleetSnapshot) -> Check:
     rows = [r for r in s.rows.values() if r.in_party and r.status is None]
     return Check("every member's agent reports its status", not rows,
-                 f"{len(rows)} without status: {_some(rows)}" if rows else "")
+                 f"{len(rows)} without status: {_some(rows)}" if rows else "",
+                 "check neti-agent on those hosts (systemctl status neti-agent)")
 
 
 def no_errors(s: FleetSnapshot) -> Check:
     rows = [r for r in s.rows.values() if r.state in (RuleState.ERROR, RuleState.GUARD)]
     return Check("no agent in error or held by the mass-change guard", not rows,
-                 f"{len(rows)}: {_some(rows)}" if rows else "")
+                 f"{len(rows)}: {_some(rows)}" if rows else "", _error_remedy(rows))
+
+
+def _error_remedy(rows: list[HostRow]) -> str:
+    """What gets each kind of failing host moving again, in the console's keys."""
+    remedies = []
+    if any(r.rolled_back for r in rows):
+        remedies.append("rolled back: o on the host retries reject_all (re-arms the dead-man switch), "
+                        "c clears its override")
+    if any(r.state is RuleState.GUARD for r in rows):
+        remedies.append("guard: M raises maxchange to release the held removals")
+    if any(r.state is RuleState.ERROR and not r.rolled_back for r in rows):
+        remedies.append("error: enter on the host shows the agent's error")
+    return "; ".join(remedies)
 
 
 def reject_off_everywhere(s: FleetSnapshot) -> Check:
@@ -79,31 +103,39 @@ def reject_off_everywhere(s: FleetSnapshot) -> Check:
     fleet_on = s.defaults is not None and s.defaults.reject_all is True
     ok = not rows and not fleet_on
     detail = "fleet default is on" if fleet_on else (f"{len(rows)} hosts on: {_some(rows)}" if rows else "")
-    return Check("reject_all still off everywhere", ok, detail)
+    return Check("reject_all still off everywhere", ok, detail,
+                 "f turns a host's reject_all off, F sets the fleet default")
 
 
 def vpc_member_in_sync(s: FleetSnapshot) -> Check:
     n = sum(1 for r in s.rows.values() if r.side == "vpc" and r.in_party and r.state in _HEALTHY)
-    return Check("a VPC host is registered and in sync", n > 0, f"{n} VPC hosts in sync")
+    return Check("a VPC host is registered and in sync", n > 0, f"{n} VPC hosts in sync",
+                 "bring up a VPC host with neti-agent and wait for in sync")
 
 
 def canary_confirmed(s: FleetSnapshot) -> Check:
     n = sum(1 for r in s.rows.values() if r.applied and r.state in _HEALTHY
             and (r.status is None or r.status.deadman != "pending"))
-    return Check("a host runs with reject_all on, confirmed and in sync", n > 0, f"{n} such hosts")
+    return Check("a host runs with reject_all on, confirmed and in sync", n > 0, f"{n} such hosts",
+                 "o on one host in the fleet view (1), then wait until it is in sync")
 
 
 def reject_on_everywhere(s: FleetSnapshot) -> Check:
     rows = [r for r in s.rows.values() if r.in_party and not r.applied]
     return Check("every host runs with reject_all on", not rows,
-                 f"{len(rows)} still without it: {_some(rows)}" if rows else "")
+                 f"{len(rows)} still without it: {_some(rows)}" if rows else "",
+                 "select them and press o (a canary first), or F sets the fleet default on")
 
 
 def all_in_sync(s: FleetSnapshot) -> Check:
     rows = [r for r in s.rows.values()
-            if r.state in (RuleState.LAGGING, RuleState.PENDING, RuleState.DEADMAN, RuleState.NOT_MEMBER)]
+            if r.state in (RuleState.LAGGING, RuleState.PENDING, RuleState.DEADMAN, RuleState.NOT_MEMBER,
+                           RuleState.OUT_OF_CONTACT)]
+    remedy = "wait for them to apply it"
+    if any(r.state is RuleState.OUT_OF_CONTACT for r in rows):
+        remedy += "; out of contact hosts: reconnect them to ZooKeeper or terminate them"
     return Check("every agent has applied the current membership and controls", not rows,
-                 f"{len(rows)} behind: {_some(rows)}" if rows else "")
+                 f"{len(rows)} behind: {_some(rows)}" if rows else "", remedy)
 
 
 def security_groups_open(s: FleetSnapshot) -> Check:
@@ -112,17 +144,18 @@ def security_groups_open(s: FleetSnapshot) -> Check:
     label = "the fleet's security groups are open to the AWS ranges"
     inventory = inventory_current(s)
     if not inventory.ok:
-        return Check(label, False, f"unknown: {inventory.detail}")
+        return Check(label, False, f"unknown: {inventory.detail}", inventory.remedy)
     if s.ec2.groups_error or s.ec2.groups is None:
-        return Check(label, False, f"unknown: {s.ec2.groups_error or 'security groups not read yet'}")
+        return Check(label, False, f"unknown: {s.ec2.groups_error or 'security groups not read yet'}",
+                     "p polls EC2 again")
     closed = [g for g in s.ec2.groups if not g.open]
     if not s.ec2.groups:
         return Check(label, False, "the running instances are in no security group")
     if closed:
         names = " ".join(f"--group {g.group_id}" for g in closed)
         return Check(label, False, f"{len(closed)} of {len(s.ec2.groups)} not open "
-                                   f"({', '.join(g.name or g.group_id for g in closed)}): "
-                                   f"neti sg aws-ranges {names} --ranges-file … --apply")
+                                   f"({', '.join(g.name or g.group_id for g in closed)})",
+                     f"neti sg aws-ranges {names} --ranges-file … --apply")
     return Check(label, True, f"{len(s.ec2.groups)} groups open")
 
 
@@ -218,5 +251,5 @@ def check_move(current: str, target: str, snapshot: FleetSnapshot) -> MoveVerdic
     if there != here + 1:
         return MoveVerdict(False, False, (f"phases go one at a time: next is {PHASES[here + 1].key}",), ())
     checks = PHASES[there].guard(snapshot)
-    failing = tuple(f"{c.label}: {c.detail}" if c.detail else c.label for c in checks if not c.ok)
+    failing = tuple(c.reason for c in checks if not c.ok)
     return MoveVerdict(not failing, False, failing, checks)

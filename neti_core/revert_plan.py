@@ -20,8 +20,8 @@ class RevertRefused(NetiError):
     """The audit entry cannot be undone (someone changed the value since, or it has no before-value)."""
 
 
-REVERTIBLE = frozenset({"reject_all.set", "reject_all.clear", "defaults.reject_all", "maxchange.set",
-                        "phase.move"})
+REVERTIBLE = frozenset({"reject_all.set", "reject_all.clear", "reject_all.retry", "defaults.reject_all",
+                        "maxchange.set", "phase.move"})
 
 
 @dataclass(frozen=True, slots=True)

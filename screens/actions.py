@@ -39,6 +39,45 @@ def host_label(row: HostRow) -> str:
     return f"{row.name} ({row.key})" if row.name else row.key
 
 
+DEFAULT_CANARY_PERCENT = 10  # a bulk change starts as a canary; after it, the dialog offers the rest
+
+
+@dataclass(frozen=True, slots=True)
+class RejectAllChange:
+    """The hosts a reject_all change will actually touch, in the operator's order."""
+
+    targets: list[HostRow]
+    retries: frozenset[str]  # keys of rolled-back hosts whose instruction is written again
+    already: int  # chosen hosts already so (left out)
+
+
+def plan_reject_all(rows: Sequence[HostRow], value: bool | None) -> RejectAllChange:
+    """Setting a value a host's override already has changes nothing, unless the dead-man switch
+    rolled it back: then writing it again is the retry. Clearing touches only hosts with an override."""
+    targets, retries, already = [], set(), 0
+    for row in rows:
+        has = None if row.override is None else row.override.value
+        if value is True and row.rolled_back:
+            targets.append(row)
+            retries.add(row.key)
+        elif (value is None and row.override is None) or (value is not None and has is value):
+            already += 1
+        else:
+            targets.append(row)
+    return RejectAllChange(targets, frozenset(retries), already)
+
+
+def _write_reject_all(control: Any, plain: list[str], retry: list[str], value: bool | None, *, why: str,
+                      extra: dict[str, Any]) -> ActionResult:
+    """The plain changes and the retries, as one result for the operator's notification."""
+    results = [control.set_host_reject_all(plain, value, why, extra)] if plain else []
+    if retry:
+        results.append(control.retry_host_reject_all(retry, why, extra))
+    return ActionResult(results[0].action, tuple(k for r in results for k in r.changed),
+                        tuple(k for r in results for k in r.unchanged),
+                        tuple(p for r in results for p in r.audit_paths))
+
+
 class WriteActions(Screen[Any]):
     """Base for screens with write bindings: hides them when read-only, runs writes in workers."""
 
@@ -63,21 +102,31 @@ class WriteActions(Screen[Any]):
         if not writable:
             self.notify("no host with an instance id under the cursor or selected", severity="warning")
             return
+        change = plan_reject_all(writable, value)
+        if not change.targets:
+            self.notify(f"nothing to change: the {len(writable)} chosen hosts are already so", timeout=6)
+            return
         what = "clear the reject_all override (back to fleet/config)" if value is None \
             else f"set reject_all {on_off(value).upper()} (host override)"
-        plan = ChangePlan(title="Change reject_all", verb=what, targets=[host_label(r) for r in writable],
-                          canary=len(writable) > 1, skipped=len(rows) - len(writable))
-        ids = [row.key for row in writable]
+        many = len(change.targets) > 1
+        plan = ChangePlan(title="Change reject_all", verb=what,
+                          targets=[host_label(r) for r in change.targets], canary=many,
+                          skipped=len(rows) - len(writable), already=change.already,
+                          retries=len(change.retries),
+                          percent=DEFAULT_CANARY_PERCENT if many and not change.already else 100)
 
         def write(confirmed: Confirmed | None) -> None:
             if confirmed is None:
                 return
-            chosen = ids[:confirmed.count]
-            extra = {"selected": len(ids), "canary_percent": confirmed.percent} if len(ids) > 1 else {}
+            chosen = [row.key for row in change.targets[:confirmed.count]]
+            extra = {"selected": len(rows), "canary_percent": confirmed.percent} if many else {}
             control = context(self).control
             assert control is not None
+            retry = [key for key in chosen if key in change.retries]
+            plain = [key for key in chosen if key not in change.retries]
             self.run_write(f"{what} on {len(chosen)} hosts",
-                           partial(control.set_host_reject_all, chosen, value, confirmed.why, extra))
+                           partial(_write_reject_all, control, plain, retry, value, why=confirmed.why,
+                                   extra=extra))
 
         self.app.push_screen(ConfirmScreen(plan), write)
 

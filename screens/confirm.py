@@ -1,8 +1,10 @@
 """Confirmation dialogs: every change to a host or the fleet goes through one.
 
-Focus starts on Cancel, so a stray Enter changes nothing. The dialog says exactly what will
-change and on how many hosts; a bulk change can be a canary (the first N% of the targets, in the
-table's order); a phase move needs the phase's name typed.
+Focus starts on Cancel, so a stray Enter changes nothing; where a name must be typed, focus starts
+in that field and Enter confirms once it matches. Keys typed while the dialog opens land in the
+field that has the focus, never in the table underneath. The dialog says exactly what will change
+and on how many hosts (only those that will actually change); a bulk change can be a canary (the
+first N% of the targets, in the table's order), and after a canary it offers the rest.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -34,6 +37,9 @@ class ChangePlan:
     canary: bool = False
     typed: str | None = None  # text to type to confirm
     skipped: int = 0  # targets left out (e.g. rows without an instance id)
+    already: int = 0  # chosen hosts left out because they are already so (e.g. an earlier canary)
+    retries: int = 0  # how many of the targets are rolled-back hosts whose instruction is retried
+    percent: int = 100  # the canary's starting percentage
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +77,11 @@ class ConfirmScreen(ModalScreen[Confirmed | None]):
     def __init__(self, plan: ChangePlan) -> None:
         super().__init__()
         self.plan = plan
-        self.percent = 100
+        self.percent = plan.percent
+        # Focus is given as the dialog is composed, not after: keys typed meanwhile must not land
+        # in another field (Textual's default focuses the first input).
+        self.AUTO_FOCUS = "#typed" if plan.typed else "#cancel"
+        self._early = ""  # printable keys that arrived before any widget had the focus
 
     def compose(self) -> ComposeResult:
         plan = self.plan
@@ -80,17 +90,25 @@ class ConfirmScreen(ModalScreen[Confirmed | None]):
             yield Static(self._summary(), id="summary")
             if plan.canary:
                 yield Label("Canary: percentage of these hosts to change first (in table order)")
-                yield Input("100", id="percent", type="integer", max_length=3)
+                yield Input(str(plan.percent), id="percent", type="integer", max_length=3)
             yield Input(placeholder="why (recorded in the audit log)", id="why")
             if plan.typed:
-                yield Label(f"Type [b]{plan.typed}[/] to confirm")
+                yield Label(f"Type [b]{plan.typed}[/] and press Enter to confirm (Esc cancels)")
                 yield Input(id="typed")
             with Horizontal(id="buttons"):
                 yield MarkedButton("Cancel", id="cancel", variant="primary")
                 yield MarkedButton("Confirm", id="confirm", variant="error", disabled=bool(plan.typed))
 
+    def on_key(self, event: events.Key) -> None:
+        if self.focused is None and event.is_printable and event.character:
+            self._early += event.character  # replayed into the first field on mount
+            event.stop()
+
     def on_mount(self) -> None:
-        self.query_one("#cancel", Button).focus()
+        if self._early:
+            field = self.query_one("#typed" if self.plan.typed else "#why", Input)
+            field.insert_text_at_cursor(self._early)
+            self._early = ""
 
     def _summary(self) -> str:
         plan = self.plan
@@ -99,8 +117,12 @@ class ConfirmScreen(ModalScreen[Confirmed | None]):
         count = canary_count(len(plan.targets), self.percent)
         noun = "host" if len(plan.targets) == 1 else "hosts"
         shown = ", ".join(plan.targets[:count][:5]) + (f" and {count - 5} more" if count > 5 else "")
+        rest = f" — the rest: {plan.already} already so" if plan.already else ""
         lines = [f"{plan.verb} on [b]{count}[/] of {len(plan.targets)} {noun}"
-                 + (f" (canary {self.percent}%)" if count < len(plan.targets) else ""), shown]
+                 + (f" (canary {self.percent}%)" if count < len(plan.targets) else "") + rest, shown]
+        if plan.retries:
+            lines.append(f"{plan.retries} of them rolled back by the dead-man switch: retried "
+                         "(a new instruction re-arms the switch); c clears an override instead")
         if plan.skipped:
             lines.append(f"[dim]{plan.skipped} selected rows have no instance id and are left out[/]")
         return "\n".join(lines)
@@ -113,13 +135,28 @@ class ConfirmScreen(ModalScreen[Confirmed | None]):
                 self.percent = 0
             self.query_one("#summary", Static).update(self._summary())
         if self.plan.typed:
-            typed = self.query_one("#typed", Input).value.strip()
-            self.query_one("#confirm", Button).disabled = typed != self.plan.typed
+            self.query_one("#confirm", Button).disabled = not self._typed_matches()
+
+    def _typed_matches(self) -> bool:
+        return self.query_one("#typed", Input).value.strip() == self.plan.typed
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Enter in the name field confirms once the name matches; elsewhere it does nothing."""
+        if event.input.id != "typed":
+            return
+        event.stop()
+        if self._typed_matches():
+            self._confirm()
+        else:
+            self.notify(f"type {self.plan.typed} exactly to confirm (Esc cancels)", severity="warning")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id != "confirm":
             self.dismiss(None)
             return
+        self._confirm()
+
+    def _confirm(self) -> None:
         count = canary_count(len(self.plan.targets), self.percent) if self.plan.targets else 1
         if count == 0:
             self.notify("0 hosts: nothing to change", severity="warning")

@@ -29,7 +29,10 @@ REFRESH_SECONDS = 0.5
 
 def check_line(check: Check) -> Text:
     mark = Text("✓ ", style="bold green") if check.ok else Text("✗ ", style="bold red")
-    return mark + Text(check.label) + (Text(f" — {check.detail}", style="dim") if check.detail else Text(""))
+    line = mark + Text(check.label) + (Text(f" — {check.detail}", style="dim") if check.detail else Text(""))
+    if check.remedy and not check.ok:
+        line += Text(f"\n    → {check.remedy}", style="yellow")
+    return line
 
 
 class PhasesScreen(WriteActions):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from textual import events
 from textual.widgets import Footer, Static
 
-from neti_core.fleet import FleetSnapshot, ZkState
+from neti_core.fleet import FleetSnapshot, FleetSummary, ZkState
 from neti_core.fleet.overlay import OverlayUsage
 from screens.cells import age
 from screens.fit import Part, fit_line
@@ -34,11 +34,30 @@ def header_lines(snapshot: FleetSnapshot, *, operator: str, readonly: bool,
               Part(f"{errors} errors", f"{errors} err"), Part(f"{lagging} lagging", f"{lagging} lag"),
               Part(f"guard {s.guard}", f"grd {s.guard}", 2),
               Part(f"no agent {s.no_agent}", f"no ag {s.no_agent}", 2),
-              *extra]
+              *attention_parts(s), *extra]
     if s.recording:  # the lab without root: say plainly that no firewall is being changed
         second.append(Part(f"[b yellow]{s.recording} agents only record rules (no kernel)[/]",
                            f"[b yellow]{s.recording} recording only[/]"))
     return first, second
+
+
+def attention_parts(s: FleetSummary) -> list[Part]:
+    """Hosts stuck until an operator acts, each with the key that gets them moving: shown only
+    while there are any, never dropped on a narrow terminal (priority 0)."""
+    parts = []
+    if s.rolled_back:
+        parts.append(Part(f"[b red]{s.rolled_back} rolled back[/] (o retries, c clears)",
+                          f"[b red]{s.rolled_back} rolled back[/]"))
+    if s.held_removals:
+        parts.append(Part(f"[b magenta]guard holds {s.held_removals} removals[/] (M releases)",
+                          f"[b magenta]{s.held_removals} held[/] (M)"))
+    if s.pending_removals:
+        parts.append(Part(f"[magenta]{s.pending_removals} leaving[/] (grace)",
+                          f"[magenta]{s.pending_removals} leaving[/]"))
+    if s.out_of_contact:
+        parts.append(Part(f"[b yellow]{s.out_of_contact} out of contact[/]",
+                          f"[b yellow]{s.out_of_contact} no contact[/]"))
+    return parts
 
 
 def overlay_figure(usage: OverlayUsage, *, short: bool = False) -> str:

@@ -86,7 +86,7 @@ def test_migrate_is_refused_until_every_fleet_group_is_open_to_the_aws_ranges(ec
     assert not refused.allowed
     assert refused.reasons == (
         "the fleet's security groups are open to the AWS ranges: 2 of 2 not open (fleet-classic, "
-        f"fleet-vpc): neti sg aws-ranges --group {classic} --group {vpc} --ranges-file … --apply",)
+        f"fleet-vpc) — neti sg aws-ranges --group {classic} --group {vpc} --ranges-file … --apply",)
     assert not verdict("reject-everywhere", "open-security-groups").allowed
 
     open_ranges(capsys, config_path, classic)

@@ -34,9 +34,11 @@ class RuleState(enum.StrEnum):
     ERROR = "error"
     GUARD = "guard"
     DEADMAN = "deadman pending"
+    OUT_OF_CONTACT = "out of contact"  # was in Neti, still running, gone from ZooKeeper (cut off?)
     NO_AGENT = "no agent"
     NOT_MEMBER = "not in party"
     LAGGING = "lagging"
+    LEAVING = "leaving"  # gone from the party; agents still keep its rules (grace period or guard)
     PENDING = "reject_all pending"
     DRIFT = "drift"
     UNREGISTERED = "unregistered"
@@ -77,6 +79,16 @@ class HostRow:
     state: RuleState
     lag: int = 0
     detail: str = ""
+    was: str = ""  # out of contact: the state it last reported
+
+    @property
+    def rolled_back(self) -> bool:
+        """The dead-man switch undid reject_all and the agent holds off until an operator acts."""
+        return self.status is not None and self.status.deadman == "rolled_back" and not self.status.error
+
+    @property
+    def pending_removals(self) -> int:
+        return 0 if self.status is None else self.status.pending_removals
 
     @property
     def applied_at(self) -> float | None:
@@ -86,8 +98,14 @@ class HostRow:
     def state_label(self) -> str:
         if self.state is RuleState.LAGGING:
             return f"lagging {self.lag}"
-        if self.state is RuleState.DRIFT and self.status is not None:
-            return f"drift ({self.status.drift_repairs} repaired)"
+        if self.rolled_back:
+            return "deadman rolled_back"
+        if self.state is RuleState.LEAVING:
+            return "leaving (held: M)" if "guard" in self.detail else "leaving (grace)"
+        if self.state is RuleState.OUT_OF_CONTACT:
+            return f"out of contact (was {self.was})" if self.was else self.state.value
+        if self.state is RuleState.GUARD and self.status is not None and self.status.guard is not None:
+            return f"guard: {self.status.guard.blocked_removals} held"
         return self.state.value
 
     @property
@@ -120,10 +138,12 @@ def _state(status: AgentStatus | None, *, in_party: bool, running: bool, cversio
     if status.error:
         return RuleState.ERROR, 0, status.error
     if status.deadman == "rolled_back":
-        return RuleState.ERROR, 0, "reject_all rolled back by the dead-man switch"
+        return RuleState.ERROR, 0, ("reject_all rolled back by the dead-man switch; the agent holds "
+                                    "it off until an operator acts: o retries it (re-arms the dead-man "
+                                    "switch), c clears the override")
     if status.guard is not None:
         return (RuleState.GUARD, 0, f"{status.guard.blocked_removals} removals held "
-                f"(maxchange {status.guard.maxchange})")
+                f"(maxchange {status.guard.maxchange}): M raises maxchange to release them")
     if status.deadman == "pending":
         return RuleState.DEADMAN, 0, "reject_all applied, awaiting confirmation"
     if not in_party:
@@ -138,6 +158,9 @@ def _state(status: AgentStatus | None, *, in_party: bool, running: bool, cversio
     if status.drift_detected:
         return RuleState.DRIFT, 0, (f"the last check found the rules changed behind the agent's back and "
                                     f"repaired them ({status.drift_repairs} repairs since it started)")
+    if status.pending_removals:
+        return RuleState.IN_SYNC, 0, (f"{status.pending_removals} members leaving: kept for "
+                                      "removal_grace_seconds before their rules go")
     return RuleState.IN_SYNC, 0, ""
 
 
@@ -201,6 +224,10 @@ class FleetSummary:
     in_sync: int = 0
     vpc: int = 0
     recording: int = 0  # agents whose backend records instead of programming a kernel (lab, no root)
+    out_of_contact: int = 0  # counted in registered: they left ZooKeeper, not Neti
+    rolled_back: int = 0
+    pending_removals: int = 0  # members in their removal grace period (the most any agent reports)
+    held_removals: int = 0  # removals the mass-change guard refused (the most any agent reports)
     inventory_known: bool = False
     by_state: Mapping[RuleState, int] = field(default_factory=dict)
 
@@ -212,11 +239,16 @@ class FleetSummary:
 
 def summarize(rows: Iterable[HostRow], inventory_known: bool) -> FleetSummary:
     by_state = dict.fromkeys(RuleState, 0)
-    total = registered = agents = reject_on = vpc = recording = 0
+    total = registered = agents = reject_on = vpc = recording = rolled_back = 0
+    pending_removals = held_removals = 0
     for row in rows:
         total += 1
         by_state[row.state] += 1
-        registered += row.in_party
+        registered += row.in_party or row.state is RuleState.OUT_OF_CONTACT
+        rolled_back += row.rolled_back
+        pending_removals = max(pending_removals, row.pending_removals)
+        if row.status is not None and row.status.guard is not None:
+            held_removals = max(held_removals, row.status.guard.blocked_removals)
         agents += row.status is not None
         reject_on += row.applied is True
         vpc += row.side == "vpc" and row.in_party
@@ -228,6 +260,8 @@ def summarize(rows: Iterable[HostRow], inventory_known: bool) -> FleetSummary:
         deadman=by_state[RuleState.DEADMAN], no_agent=by_state[RuleState.NO_AGENT],
         pending=by_state[RuleState.PENDING], in_sync=by_state[RuleState.IN_SYNC] + by_state[RuleState.DRIFT],
         vpc=vpc, recording=recording, inventory_known=inventory_known,
+        out_of_contact=by_state[RuleState.OUT_OF_CONTACT], rolled_back=rolled_back,
+        pending_removals=pending_removals, held_removals=held_removals,
         by_state=MappingProxyType(by_state),
     )
 
