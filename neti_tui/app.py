@@ -163,10 +163,15 @@ class NetiConsoleApp(App[None]):
             elif binding.action.startswith("sort("):
                 column = binding.action.split("'")[1]
                 description = f"Sort by {SORTS[column][0]} (again: reverse)"
+            shown = self.get_key_display(replace(binding, key_display=None)) or key
             if description in seen:
+                # Same action on two keys (Textual's ^q and our q): list both, the footer's first.
+                index = next(i for i, (_, d) in enumerate(keys) if d == description)
+                first, _ = keys[index]
+                keys[index] = (f"{shown} / {first}" if binding.show else f"{first} / {shown}", description)
                 continue
             seen.add(description)
-            keys.append((self.get_key_display(replace(binding, key_display=None)) or key, description))
+            keys.append((shown, description))
         keys += [("↑ ↓ pgup pgdn", "Move"), ("g home / G end", "First / last row"),
                  ("enter", "Open / select")]
         self.push_screen(HelpScreen(type(screen).__name__.removesuffix("Screen"), keys))

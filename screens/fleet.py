@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.timer import Timer
 from textual.widgets import DataTable, Input
 
-from neti_core.fleet import FleetBatch, FleetSnapshot, HostRow
+from neti_core.fleet import FleetBatch, FleetSnapshot, HostRow, RuleState
 from neti_core.fleet.query import SORTS, compile_filter
 from screens.actions import WriteActions, host_label
 from screens.cells import (
@@ -140,6 +140,11 @@ class FleetScreen(WriteActions):
                 self._rebuild(snapshot.rows)
         else:
             self._apply(snapshot.rows, keys)
+        # A selected host that is gone (terminated) is no longer a target: the count says so.
+        kept = {key for key in self.selected
+                if key in snapshot.rows and snapshot.rows[key].state is not RuleState.LEAVING}
+        if kept != self.selected:
+            self._set_selected(kept)
         self._update_chrome(snapshot)
         self.call_after_refresh(self._mark_painted, snapshot.seq)
 
@@ -287,7 +292,10 @@ class FleetScreen(WriteActions):
             self.app.push_screen(HostScreen(key))
 
     def action_filter(self) -> None:
+        """A new filter starts empty (the one in force stays until the new text replaces it)."""
         field = self.query_one("#filter", Input)
+        with field.prevent(Input.Changed):
+            field.value = ""
         field.display = True
         field.focus()
 

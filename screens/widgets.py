@@ -11,6 +11,7 @@ from textual.widgets import Footer, Static
 from neti_core.fleet import FleetSnapshot, FleetSummary, ZkState
 from neti_core.fleet.overlay import OverlayUsage
 from screens.cells import age
+from screens.context import context
 from screens.fit import Part, fit_line
 
 
@@ -106,6 +107,7 @@ class HeaderBar(Static):
 
 
 BANNER_PROBLEMS = 3  # bad documents named in the banner; the rest are counted
+BANNER_TICK_SECONDS = 1.0
 
 
 class ConnectionBanner(Static):
@@ -113,8 +115,17 @@ class ConnectionBanner(Static):
     (the data may be stale), or documents in ZooKeeper that do not decode (ignored, named here)."""
 
     _shown: str | None = None
+    _snapshot: FleetSnapshot | None = None
+
+    def on_mount(self) -> None:
+        self.set_interval(BANNER_TICK_SECONDS, self._tick)  # "for N s" counts every second
+
+    def _tick(self) -> None:
+        if self._snapshot is not None and self.display:
+            self.show(self._snapshot, context(self).now())
 
     def show(self, snapshot: FleetSnapshot, now: float) -> None:
+        self._snapshot = snapshot
         problems = []
         zk = snapshot.zk
         if zk.state is not ZkState.CONNECTED:
