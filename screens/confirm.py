@@ -117,7 +117,7 @@ class ConfirmScreen(ModalScreen[Confirmed | None]):
         count = canary_count(len(plan.targets), self.percent)
         noun = "host" if len(plan.targets) == 1 else "hosts"
         shown = ", ".join(plan.targets[:count][:5]) + (f" and {count - 5} more" if count > 5 else "")
-        rest = f" — the rest: {plan.already} already so" if plan.already else ""
+        rest = f"; {plan.already} already so, left out" if plan.already else ""
         lines = [f"{plan.verb} on [b]{count}[/] of {len(plan.targets)} {noun}"
                  + (f" (canary {self.percent}%)" if count < len(plan.targets) else "") + rest, shown]
         if plan.retries:
