@@ -81,6 +81,8 @@ def _write_reject_all(control: Any, plain: list[str], retry: list[str], value: b
 class WriteActions(Screen[Any]):
     """Base for screens with write bindings: hides them when read-only, runs writes in workers."""
 
+    _canary_of: frozenset[str] = frozenset()  # the hosts of the last canary, for "the rest"
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return not (action in WRITE_ACTIONS and context(self).readonly)
 
@@ -109,16 +111,20 @@ class WriteActions(Screen[Any]):
         what = "clear the reject_all override (back to fleet/config)" if value is None \
             else f"set reject_all {on_off(value).upper()} (host override)"
         many = len(change.targets) > 1
+        keys = frozenset(row.key for row in change.targets)
+        rest = bool(change.already) and keys <= self._canary_of
         plan = ChangePlan(title="Change reject_all", verb=what,
                           targets=[host_label(r) for r in change.targets], canary=many,
                           skipped=len(rows) - len(writable), already=change.already,
-                          retries=len(change.retries),
-                          percent=DEFAULT_CANARY_PERCENT if many and not change.already else 100)
+                          retries=len(change.retries), rest=rest,
+                          percent=DEFAULT_CANARY_PERCENT if many and not rest else 100)
 
         def write(confirmed: Confirmed | None) -> None:
             if confirmed is None:
                 return
             chosen = [row.key for row in change.targets[:confirmed.count]]
+            # After a canary the same hosts' next dialog offers the rest, at 100 %.
+            self._canary_of = keys if confirmed.count < len(keys) else frozenset()
             extra = {"selected": len(rows), "canary_percent": confirmed.percent} if many else {}
             control = context(self).control
             assert control is not None

@@ -40,6 +40,7 @@ class ChangePlan:
     already: int = 0  # chosen hosts left out because they are already so (e.g. an earlier canary)
     retries: int = 0  # how many of the targets are rolled-back hosts whose instruction is retried
     percent: int = 100  # the canary's starting percentage
+    rest: bool = False  # the targets are what is left of a canary confirmed just before
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,8 @@ class ConfirmScreen(ModalScreen[Confirmed | None]):
         count = canary_count(len(plan.targets), self.percent)
         noun = "host" if len(plan.targets) == 1 else "hosts"
         shown = ", ".join(plan.targets[:count][:5]) + (f" and {count - 5} more" if count > 5 else "")
-        rest = f"; {plan.already} already so, left out" if plan.already else ""
+        rest = (f"; the rest after the canary ({plan.already} already so)" if plan.rest
+                else f"; {plan.already} already so, left out" if plan.already else "")
         lines = [f"{plan.verb} on [b]{count}[/] of {len(plan.targets)} {noun}"
                  + (f" (canary {self.percent}%)" if count < len(plan.targets) else "") + rest, shown]
         if plan.retries:

@@ -185,7 +185,7 @@ async def test_a_canary_then_the_rest_and_counts_are_the_hosts_that_change(conso
         await wait_until(pilot, lambda: cell(app, instance_id(1), "want") == "on (host)")
 
         await dialog(pilot, "o")  # the same selection again: the dialog offers the rest
-        assert "on 9 of 9 hosts; 1 already so, left out" in summary(app)
+        assert "on 9 of 9 hosts; the rest after the canary (1 already so)" in summary(app)
         await pilot.click("#confirm")
         await wait_until(pilot, lambda: len(zk.get_children(zk_paths.control_reject_all)) == 10)
         await wait_until(pilot, lambda: any("9 changed;" in n.message for n in app._notifications))
