@@ -60,7 +60,8 @@ class Walk:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
+                rows = {r.name or r.key: r.state_label for r in self.app.fleet.rows.values()}
+                raise AssertionError(f"timed out waiting for {what}; rows: {rows}")
             await self.pilot.pause(0.1)
 
     def row(self, name: str) -> Any:
@@ -281,7 +282,9 @@ async def _incidents(walk: Walk) -> None:
     assert (await walk.neti("lab", "break", "app-004")).returncode == 0
     critical = await walk.sh("ip", "netns", "exec", host["netns"], *check)
     assert critical.returncode == 2 and re.match(
-        r"NETI CRITICAL: ruleset: filter NETI-INPUT: \d+ rules missing", critical.stdout), critical.stdout
+        r"NETI CRITICAL: reject_all: INPUT does not drop strangers while reject_all expected true \(host\): "
+        r"nothing in INPUT drops it and the policy is ACCEPT; ruleset: filter NETI-INPUT: \d+ rules missing "
+        r"from the end, first '-j NETI-FAILSAFE'\n", critical.stdout), critical.stdout
     await walk.until(lambda: walk.cell("app-004", "state") == "drift", "the drift shown", 60)
     await walk.until(lambda: walk.cell("app-004", "state") == "in sync", "the drift gone", 60)
     ok = await walk.sh("ip", "netns", "exec", host["netns"], *check)
@@ -299,10 +302,13 @@ async def _incidents(walk: Walk) -> None:
     await walk.pilot.press("ctrl+u", "1", "enter")
     await walk.until(lambda: type(walk.app.screen).__name__ == "ConfirmScreen", "the maxchange dialog")
     await walk.confirm_by_tab()
-    churn = await walk.neti("lab", "churn", "--count", "2", "--rate", "1")
-    assert churn.returncode == 0, churn.stderr
+    # Watched while the command runs: on a slow machine launching the new hosts can take longer
+    # than the grace period the leaving rows last.
+    churn = asyncio.ensure_future(walk.neti("lab", "churn", "--count", "2", "--rate", "10"))
     await walk.until(lambda: any(r.state_label == "leaving (grace)" for r in walk.app.fleet.rows.values()),
-                     "the leaving members", 60)
+                     "the leaving members", 90)
+    assert re.search(r"\d leaving \(grace\)", str(walk.app.screen.query_one("#header").render()))
+    assert (await churn).returncode == 0
     await walk.until(lambda: any(r.state_label == "leaving (held: M)" for r in walk.app.fleet.rows.values()),
                      "the guard holding the removals", 90)
     assert "M releases" in str(walk.app.screen.query_one("#header").render())
