@@ -35,7 +35,7 @@ from neti_core.fleet.query import SORTS
 from neti_core.fleet.trend import STEP_SECONDS, FleetTrends
 from neti_core.fleet.watcher import DEFAULT_COALESCE_SECONDS
 from neti_core.operator_actions import FleetControl, default_operator
-from neti_core.zkclient import install_acl
+from neti_core.zkclient import install_acl, is_authenticated
 from neti_tui.feed import FleetChanged, default_ec2_factory, make_zk_client, zk_connect_string
 from screens.actions import WRITE_ACTIONS, WriteActions
 from screens.audit import AuditScreen
@@ -72,6 +72,7 @@ class NetiConsoleApp(App[None]):
         self.config = config
         self.readonly = readonly
         self.operator = operator or default_operator()
+        self.authenticated = is_authenticated(config)
         self.now = clock
         hosts = zk_hosts or zk_connect_string(config)
         self.fleet: FleetSnapshot = replace(EMPTY_SNAPSHOT, zk=ZkHealth(hosts=hosts),

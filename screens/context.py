@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 class ConsoleContext(Protocol):
     readonly: bool
     operator: str
+    authenticated: bool  # ZooKeeper credentials in the console's config (the header says when not)
     fleet: FleetSnapshot
     fleet_signal: Signal[FleetBatch]
     control: FleetControl | None

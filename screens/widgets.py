@@ -15,15 +15,18 @@ from screens.context import context
 from screens.fit import Part, fit_line
 
 
-def header_lines(snapshot: FleetSnapshot, *, operator: str, readonly: bool,
+def header_lines(snapshot: FleetSnapshot, *, operator: str, readonly: bool, authenticated: bool = True,
                  extra: Sequence[Part] = ()) -> tuple[list[Part], list[Part]]:
-    """The two header lines as parts: where we are and who we are; the counts that matter."""
+    """The two header lines as parts: where we are and who we are; the counts that matter.
+    A console without ZooKeeper credentials says so next to the operator's name, never dropped: the
+    name it shows is then only what it writes in the audit, nothing ZooKeeper checked."""
     s = snapshot.summary
     phase = snapshot.phase.phase if snapshot.phase else "prepare"
     maxchange = "-" if snapshot.maxchange is None else str(snapshot.maxchange)
     mode = Part("[b red]READ-ONLY[/]") if readonly else Part("[b green]read-write[/]", "[b green]rw[/]", 3)
     first = [Part("[b]neti[/]", priority=4), Part(f"phase [b]{phase}[/]", f"[b]{phase}[/]"),
-             Part(f"operator [b]{operator}[/]", f"[b]{operator}[/]", 2), mode,
+             Part(f"operator [b]{operator}[/]", f"[b]{operator}[/]", 2),
+             *([] if authenticated else [Part("[b red]unauthenticated[/]", "[b red]no auth[/]")]), mode,
              Part(f"maxchange {maxchange}", f"maxch {maxchange}", 1), overlay_part(snapshot.overlay)]
     neti = (Part(f"[b]{s.percent_in_neti:g}%[/] in Neti", f"[b]{s.percent_in_neti:g}%[/] Neti")
             if s.inventory_known else Part("[dim]EC2 unknown[/]", "[dim]EC2 ?[/]", 3))
@@ -92,7 +95,8 @@ class HeaderBar(Static):
 
     def show(self, snapshot: FleetSnapshot, *, operator: str, readonly: bool,
              extra: Sequence[Part] = ()) -> None:
-        self._lines = header_lines(snapshot, operator=operator, readonly=readonly, extra=extra)
+        self._lines = header_lines(snapshot, operator=operator, readonly=readonly,
+                                   authenticated=context(self).authenticated, extra=extra)
         self._render_lines()
 
     def on_resize(self) -> None:

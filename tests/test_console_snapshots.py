@@ -22,7 +22,7 @@ from screens.help import HelpScreen
 from screens.host import HostScreen
 from screens.phases import PhasesScreen
 from screens.unregistered import UnregisteredScreen
-from tests.fixtures.console import FIXED_NOW, instance_id, wait_until
+from tests.fixtures.console import FIXED_NOW, console_config, instance_id, wait_until
 
 SIZE = (150, 36)
 NARROW, WIDE = (80, 24), (200, 50)  # a laptop or phone terminal, a big monitor
@@ -62,8 +62,19 @@ def mixed_fleet(seeder, zk, zk_paths):
     return instances
 
 
-def snapshot_app(console):
-    return console(ec2=True, poll_ec2=False, operator="alice")
+@pytest.fixture
+def operator_config(zk_server, zk_paths, tmp_path):
+    """The console as production runs it: with the operator's ZooKeeper credentials (so the header
+    has no ``unauthenticated`` part; ``test_console_trust_header`` shows the one without)."""
+    secret = tmp_path / "alice.secret"
+    secret.write_text("snapshot-secret\n")
+    secret.chmod(0o600)
+    return console_config(zk_server.hosts, zk_paths.prefix, zk_identity="alice", zk_secret_file=str(secret))
+
+
+@pytest.fixture
+def operator_app(console, operator_config):
+    return console(ec2=True, poll_ec2=False, operator="alice", config=operator_config)
 
 
 def ready(instances, *then: str):
@@ -84,54 +95,54 @@ def ready(instances, *then: str):
     return run_before
 
 
-def test_fleet_screen(snap_compare, console, mixed_fleet):
-    assert snap_compare(snapshot_app(console), terminal_size=SIZE, run_before=ready(mixed_fleet))
+def test_fleet_screen(snap_compare, operator_app, mixed_fleet):
+    assert snap_compare(operator_app, terminal_size=SIZE, run_before=ready(mixed_fleet))
 
 
-def test_fleet_bulk_confirmation(snap_compare, console, mixed_fleet):
+def test_fleet_bulk_confirmation(snap_compare, operator_app, mixed_fleet):
     keys = ("slash", *"batch", "enter", "asterisk", "o")
-    assert snap_compare(snapshot_app(console), terminal_size=SIZE, run_before=ready(mixed_fleet, *keys))
+    assert snap_compare(operator_app, terminal_size=SIZE, run_before=ready(mixed_fleet, *keys))
 
 
-def test_host_detail(snap_compare, console, mixed_fleet):
+def test_host_detail(snap_compare, operator_app, mixed_fleet):
     keys = ("slash", *"cache-01", "enter", "open")
-    assert snap_compare(snapshot_app(console), terminal_size=SIZE, run_before=ready(mixed_fleet, *keys))
+    assert snap_compare(operator_app, terminal_size=SIZE, run_before=ready(mixed_fleet, *keys))
 
 
-def test_unregistered_screen(snap_compare, console, mixed_fleet):
-    assert snap_compare(snapshot_app(console), terminal_size=SIZE, run_before=ready(mixed_fleet, "2"))
+def test_unregistered_screen(snap_compare, operator_app, mixed_fleet):
+    assert snap_compare(operator_app, terminal_size=SIZE, run_before=ready(mixed_fleet, "2"))
 
 
-def test_phases_screen(snap_compare, console, mixed_fleet):
-    assert snap_compare(snapshot_app(console), terminal_size=SIZE, run_before=ready(mixed_fleet, "3", "down"))
+def test_phases_screen(snap_compare, operator_app, mixed_fleet):
+    assert snap_compare(operator_app, terminal_size=SIZE, run_before=ready(mixed_fleet, "3", "down"))
 
 
-def test_audit_screen(snap_compare, console, mixed_fleet):
-    assert snap_compare(snapshot_app(console), terminal_size=SIZE, run_before=ready(mixed_fleet, "4"))
+def test_audit_screen(snap_compare, operator_app, mixed_fleet):
+    assert snap_compare(operator_app, terminal_size=SIZE, run_before=ready(mixed_fleet, "4"))
 
 
-def test_help_screen(snap_compare, console, mixed_fleet):
+def test_help_screen(snap_compare, operator_app, mixed_fleet):
     run_before = ready(mixed_fleet, "question_mark")
-    assert snap_compare(snapshot_app(console), terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(operator_app, terminal_size=SIZE, run_before=run_before)
 
 
 @SIZES
-def test_fleet_screen_at_terminal_sizes(snap_compare, console, mixed_fleet, size):
+def test_fleet_screen_at_terminal_sizes(snap_compare, operator_app, mixed_fleet, size):
     """NAME, SIDE, RA WANT/APPLIED and STATE on screen at 80 columns; everything at 200."""
-    assert snap_compare(snapshot_app(console), terminal_size=size, run_before=ready(mixed_fleet))
+    assert snap_compare(operator_app, terminal_size=size, run_before=ready(mixed_fleet))
 
 
 @SIZES
-def test_host_detail_at_terminal_sizes(snap_compare, console, mixed_fleet, size):
+def test_host_detail_at_terminal_sizes(snap_compare, operator_app, mixed_fleet, size):
     keys = ("slash", *"cache-01", "enter", "open")
-    assert snap_compare(snapshot_app(console), terminal_size=size, run_before=ready(mixed_fleet, *keys))
+    assert snap_compare(operator_app, terminal_size=size, run_before=ready(mixed_fleet, *keys))
 
 
 @SIZES
-def test_phases_screen_at_terminal_sizes(snap_compare, console, mixed_fleet, size):
-    assert snap_compare(snapshot_app(console), terminal_size=size, run_before=ready(mixed_fleet, "3", "down"))
+def test_phases_screen_at_terminal_sizes(snap_compare, operator_app, mixed_fleet, size):
+    assert snap_compare(operator_app, terminal_size=size, run_before=ready(mixed_fleet, "3", "down"))
 
 
 @SIZES
-def test_audit_screen_at_terminal_sizes(snap_compare, console, mixed_fleet, size):
-    assert snap_compare(snapshot_app(console), terminal_size=size, run_before=ready(mixed_fleet, "4"))
+def test_audit_screen_at_terminal_sizes(snap_compare, operator_app, mixed_fleet, size):
+    assert snap_compare(operator_app, terminal_size=size, run_before=ready(mixed_fleet, "4"))
