@@ -148,7 +148,8 @@ def security_groups_open(s: FleetSnapshot) -> Check:
     if s.ec2.groups_error or s.ec2.groups is None:
         return Check(label, False, f"unknown: {s.ec2.groups_error or 'security groups not read yet'}",
                      "p polls EC2 again")
-    closed = [g for g in s.ec2.groups if not g.open]
+    # By name, so the refusal reads the same every time (group ids are random).
+    closed = sorted((g for g in s.ec2.groups if not g.open), key=lambda g: (g.name or g.group_id, g.group_id))
     if not s.ec2.groups:
         return Check(label, False, "the running instances are in no security group")
     if closed:

@@ -84,11 +84,10 @@ def test_migrate_is_refused_until_every_fleet_group_is_open_to_the_aws_ranges(ec
 
     refused = verdict()
     assert not refused.allowed
-    groups = sorted([(classic, "fleet-classic"), (vpc, "fleet-vpc")])  # listed by group id
-    assert refused.reasons == (
+    assert refused.reasons == (  # by name: the same words every time
         "the fleet's security groups are open to the AWS ranges: 2 of 2 not open "
-        f"({groups[0][1]}, {groups[1][1]}) — neti sg aws-ranges --group {groups[0][0]} "
-        f"--group {groups[1][0]} --ranges-file … --apply",)
+        f"(fleet-classic, fleet-vpc) — neti sg aws-ranges --group {classic} "
+        f"--group {vpc} --ranges-file … --apply",)
     assert not verdict("reject-everywhere", "open-security-groups").allowed
 
     open_ranges(capsys, config_path, classic)
