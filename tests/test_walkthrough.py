@@ -251,6 +251,7 @@ async def _canary_and_deadman(walk: Walk) -> None:
     await asyncio.sleep(16)  # reject_all_confirm_seconds: the agent rolls back by itself
     assert (await walk.neti("lab", "heal", "app-007")).returncode == 0
     await walk.until(lambda: walk.cell("app-007", "state") == "deadman rolled_back", "the rollback shown", 90)
+    assert "1 rolled back (o retries, c clears)" in str(walk.app.screen.query_one("#header").render())
     refusal = await walk.refused("reject-rollout")
     line = walk.doc.check("no agent in error or held by the mass-change guard", refusal)
     assert ": app-007 — rolled back:" in line, line
@@ -303,7 +304,8 @@ async def _incidents(walk: Walk) -> None:
 
     assert (await walk.neti("lab", "zk", "stop")).returncode == 0
     banner = walk.app.screen.query_one("#banner")
-    await walk.until(lambda: banner.display and "ZooKeeper" in str(banner.render()), "the banner", 60)
+    await walk.until(lambda: banner.display and "data may be stale" in str(banner.render()), "the banner", 60)
+    walk.doc.check("ZooKeeper suspended:", str(banner.render()))
     assert (await walk.neti("lab", "zk", "start")).returncode == 0
     await walk.until(lambda: not banner.display, "the banner gone", 90)
     await walk.until(lambda: walk.app.fleet.summary.in_sync == TOTAL, "every agent back", 90)
@@ -323,8 +325,11 @@ async def _incidents(walk: Walk) -> None:
     assert (await churn).returncode == 0
     await walk.until(lambda: any(r.state_label == "leaving (held: M)" for r in walk.app.fleet.rows.values()),
                      "the guard holding the removals", 90)
-    # The header names the key (in full, "guard holds N removals (M releases)", or "N held (M)").
+    # The header names the key (in full, "guard holds N removals (M releases)", or "N held (M)"),
+    # the agents holding them say so on their rows.
     assert re.search(r"M releases|held \(M\)", str(walk.app.screen.query_one("#header").render()))
+    await walk.until(lambda: any(re.fullmatch(r"guard: \d+ held", r.state_label)
+                                 for r in walk.app.fleet.rows.values()), "the agents' guard: N held", 30)
     await walk.pilot.press("M")
     await walk.until(lambda: type(walk.app.screen).__name__ == "ValueScreen", "the maxchange field")
     await walk.pilot.press("ctrl+u", "2", "0", "enter")
