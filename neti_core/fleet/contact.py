@@ -8,7 +8,7 @@ session timeout, and a terminated member's rules stay on every agent for the rem
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, KeysView, Mapping
 from dataclasses import replace
 
 from neti_core.aws import Instance
@@ -53,3 +53,38 @@ def removal_counts(statuses: Iterable[AgentStatus]) -> tuple[int, int]:
         if status.guard is not None:
             held = max(held, status.guard.blocked_removals)
     return pending, held
+
+
+class LastKnownRows:
+    """The last row of each host built from its own data (party entry or status): what a host cut
+    off from ZooKeeper, or a member on its way out, is shown with until nothing holds it."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, HostRow] = {}
+        self.removals = (0, 0)  # (pending, held) removals, the most any agent reports
+
+    def keys(self) -> KeysView[str]:
+        return self._rows.keys()
+
+    def remember(self, key: str, row: HostRow, *, full_report: bool) -> None:
+        """A host's full report (member and status) replaces what we knew; half of one only stands
+        in until there is one."""
+        if full_report or key not in self._rows:
+            self._rows[key] = row
+
+    def stale_after(self, statuses: Mapping[str, AgentStatus]) -> set[str]:
+        """The hosts whose rows must be rebuilt because the agents' removal counts changed."""
+        removals = removal_counts(statuses.values())
+        if removals == self.removals:
+            return set()
+        self.removals = removals
+        return set(self._rows.keys() - statuses.keys())
+
+    def row_without_contact(self, key: str, instance: Instance | None) -> HostRow | None:
+        known = self._rows.get(key)
+        if known is None:
+            return None
+        row = without_contact(known, instance, self.removals)
+        if row is None:
+            del self._rows[key]
+        return row

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from neti_core.aws import GroupOpening, Instance
 from neti_core.errors import MalformedEntryError
-from neti_core.fleet.contact import removal_counts, without_contact
+from neti_core.fleet.contact import LastKnownRows
 from neti_core.fleet.events import (
     AuditAppended,
     FleetBatch,
@@ -78,10 +78,7 @@ class FleetModel:
         self._zk = ZkHealth(hosts=zk_hosts)
         self._ec2 = Ec2Health(configured=ec2_configured)
         self._rows: dict[str, HostRow] = {}
-        # The last row of each host built from its own data (party entry or status): what a host
-        # cut off from ZooKeeper, or a member on its way out, is shown with.
-        self._last_known: dict[str, HostRow] = {}
-        self._removals = (0, 0)  # (pending, held) removals, the most any agent reports
+        self._last_known = LastKnownRows()  # cut off or leaving hosts are shown from these
         self._members_by_key: dict[str, Member] = {}
         self._summary = FleetSummary()
         self._events: list[FleetEvent] = []
@@ -264,14 +261,11 @@ class FleetModel:
             return None
         changed: set[str] = set()
         removed: set[str] = set()
-        removals = removal_counts(self._statuses.values())
-        if removals != self._removals:
-            self._removals = removals
-            self._dirty |= self._last_known.keys() - self._statuses.keys()
+        self._dirty |= self._last_known.stale_after(self._statuses)
         if self._all_dirty:
             self._index_members()
             keys = (set(self._members_by_key) | set(self._statuses) | set(self._instances or ())
-                    | set(self._last_known))
+                    | set(self._last_known.keys()))
             removed = set(self._rows) - keys
             for key in removed:
                 del self._rows[key]
@@ -324,21 +318,15 @@ class FleetModel:
         problem = self._bad.get(f"status/{key}")
         if problem is not None and status is None:
             row = replace(row, state=RuleState.ERROR, detail=f"status unreadable: {problem}")
-        if (member is not None and status is not None) or key not in self._last_known:
-            self._last_known[key] = row  # a host's full report; half of one only until there is one
+        self._last_known.remember(key, row, full_report=member is not None and status is not None)
         return row
 
     def _without_contact(self, key: str, instance: Instance | None) -> HostRow | None:
         """A host ZooKeeper no longer knows: out of contact while EC2 says it runs, leaving while
         agents still keep members' rules, else unregistered (never in Neti) or gone."""
-        known = self._last_known.get(key)
-        if known is not None:
-            row = without_contact(known, instance, self._removals)
-            if row is not None:
-                return row
-            del self._last_known[key]
-        if instance is None:
-            return None
+        row = self._last_known.row_without_contact(key, instance)
+        if row is not None or instance is None:
+            return row
         return build_row(key, member=None, status=None, override=self._overrides.get(key),
                          instance=instance, defaults=self._defaults, cversion=self._cversion)
 
