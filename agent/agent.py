@@ -31,12 +31,14 @@ from agent.runner import BoundedFrequencyRunner, RealTimer
 from agent.selfheal import SelfHeal
 from agent.status import StatusPublisher
 from neti_core import __version__
-from neti_core.config import NetiConfig, ZkPaths
+from neti_core.config import NetiConfig
 from neti_core.errors import NetiError
 from neti_core.firewall.protocol import FirewallBackend
 from neti_core.imds import Identity
-from neti_core.members import Member, ParsedParty, parse_party
-from neti_core.registry import OverlayRegistry, PartyMembership, read_params
+from neti_core.members import Member
+from neti_core.party.mirror import MirroredParty
+from neti_core.party.view import MirrorView
+from neti_core.registry import OverlayRegistry, read_params
 from neti_core.rules import RuleSet, build_ruleset
 from neti_core.schema import AgentStatus, GuardState, RejectAllSource
 from neti_core.zkclient import (
@@ -48,7 +50,6 @@ from neti_core.zkclient import (
 )
 
 log = logging.getLogger(__name__)
-ZK_READ_TIMEOUT_SECONDS = 5.0
 RETRY_AFTER_ERROR_SECONDS = 5.0  # a failed apply is retried this soon, not at the next resync
 
 
@@ -73,7 +74,8 @@ class Agent:
         self.applied = Applied()
         self.overlay_ip: Any = None
         self.client: KazooClient | None = None
-        self.membership: PartyMembership | None = None
+        self.membership: MirroredParty | None = None
+        self.view: MirrorView | None = None
         self.controls: ControlWatcher | None = None
         self.publisher: StatusPublisher | None = None
         self.healer: SelfHeal | None = None
@@ -118,8 +120,12 @@ class Agent:
         member = Member(self.identity.public_ip, self.identity.private_ip, self.overlay_ip,
                         self.identity.side, self.identity.instance_id)
         self.publisher = StatusPublisher(self.client, self.paths, self.identity.instance_id)
-        self.membership = PartyMembership(self.client, self.paths, member, on_rejoin=self._rejoined)
+        self.membership = MirroredParty(self.client, self.paths, member, on_rejoin=self._rejoined)
         self.membership.join()
+        # Poll no more often than the session timeout: kazoo only notices a dead connection when
+        # it has sent nothing for a third of it, so frequent requests would hide a lost link.
+        self.view = MirrorView(self.client, self.paths, self._party_changed,
+                               legacy_poll_seconds=max(5.0, self.config.zk_session_timeout_seconds))
         self.healer = SelfHeal(self.client, registry=registry, membership=self.membership,
                                publisher=self.publisher, instance_id=self.identity.instance_id,
                                overlay_ip=self.overlay_ip, wake=self._party_event)
@@ -149,6 +155,8 @@ class Agent:
         self._stopping.set()
         if self.runner is not None:
             self.runner.stop()
+        if self.view is not None:
+            self.view.close()
         if self._thread is not None:
             self._thread.join(10)
         if self.client is not None:
@@ -163,6 +171,12 @@ class Agent:
 
     def _zk_state_changed(self, state: KazooState) -> None:
         self.metrics.zk_connected.set(1 if state == KazooState.CONNECTED else 0)
+        if self._stopping.is_set():
+            pass  # our own close, not an outage
+        elif state == KazooState.SUSPENDED:  # kazoo's thread: log only, never block
+            log.warning("ZooKeeper connection lost; the session may still be alive, rules kept")
+        elif state == KazooState.LOST:
+            log.warning("ZooKeeper session lost; will rejoin on the next session, rules kept")
         if state == KazooState.CONNECTED and self.client is not None:
             # The tree may have been secured (or opened) while we were away: re-read its principals
             # before anything is created again. Off kazoo's event thread, which must not block.
@@ -184,9 +198,12 @@ class Agent:
         if self.runner is not None:
             self.runner.mark_dirty()
 
-    def _party_event(self, _event: object) -> None:
+    def _party_changed(self) -> None:
         if self.runner is not None:
             self.runner.mark_dirty()
+
+    def _party_event(self, _event: object) -> None:
+        self._party_changed()
 
     # --- the sync ---------------------------------------------------------------------------------
 
@@ -206,14 +223,17 @@ class Agent:
         if not self._connected():
             self._check_deadman(now)
             return self.deadman.next_wakeup(now)
-        assert self.client is not None and self.controls is not None
+        assert self.client is not None and self.controls is not None and self.view is not None
         try:
-            party, cversion, names = read_party_bounded(self.client, self.paths, self._party_event)
-            self._heal(names)
+            view = self.view.snapshot()
+            self._heal(list(view.names))
         except (KazooException, KazooTimeoutError) as exc:
             log.info("ZooKeeper unavailable (%s): keeping the current rules", exc)
             self._check_deadman(now)
-            return self.deadman.next_wakeup(now)
+            # The view keeps what it could not read marked; try again soon, not at the next resync.
+            wakeup = self.deadman.next_wakeup(now)
+            return RETRY_AFTER_ERROR_SECONDS if wakeup is None else min(wakeup, RETRY_AFTER_ERROR_SECONDS)
+        party, cversion = view.party, view.cversion
         for name, reason in party.malformed:
             log.warning("skipping malformed party entry %r: %s", name, reason)
         controls = self.controls.snapshot()
@@ -398,11 +418,3 @@ class Agent:
                          "deadman": self.deadman.state, "members": self.applied.members,
                          "ruleset_hash": self.applied.ruleset.hash if self.applied.ruleset else None}
 
-
-def read_party_bounded(client: KazooClient, paths: ZkPaths,
-                       watch: Callable[[object], None]) -> tuple[ParsedParty, int, list[str]]:
-    """The party, its children version and entry names, waiting a bounded time (a partition must
-    not stall us)."""
-    children, stat = client.get_children_async(paths.ip_map, watch=watch, include_data=True).get(
-        timeout=ZK_READ_TIMEOUT_SECONDS)
-    return parse_party(children), stat.cversion, list(children)

@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterable
 from kazoo.client import KazooClient
 
 from agent.status import StatusPublisher
-from neti_core.registry import OverlayRegistry, PartyMembership
+from neti_core.party.mirror import MirroredParty
+from neti_core.registry import OverlayRegistry
 
 log = logging.getLogger(__name__)
 
 
 class SelfHeal:
-    def __init__(self, client: KazooClient, *, registry: OverlayRegistry, membership: PartyMembership,
+    def __init__(self, client: KazooClient, *, registry: OverlayRegistry, membership: MirroredParty,
                  publisher: StatusPublisher, instance_id: str, overlay_ip: object,
                  wake: Callable[[object], None]) -> None:
         self.client = client
@@ -34,8 +35,11 @@ class SelfHeal:
     def check(self, party_names: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """Restore what is missing: (one note per restored node, problems it could not fix)."""
         notes: list[str] = []
-        entry = self.membership.party.node
-        if entry not in set(party_names) and self.membership.restore():
+        entry = self.membership.node_name
+        del party_names  # kept for the caller's signature; restore() reads ZooKeeper itself
+        # The names come from the mirror view, which still lists our entry when only its ip-map
+        # twin was deleted: restore() checks both nodes (and watches them) at every sync.
+        if self.membership.restore(watch=self.wake):
             notes.append(f"restored the party entry {entry}")
         restored, conflicts = self.registry.restore_pair(self.instance_id, self.overlay_ip,  # type: ignore[arg-type]
                                                          watch=self.wake)

@@ -7,8 +7,9 @@ not count in the console's memory) with N members as the agents would leave them
 maps, the ``ip-map`` party and one ``status/<id>`` per host. Then it runs the real app headless
 (Textual's ``run_test``) and measures:
 
-* ``first_paint_s``: from creating the app to the full table painted (``read_s`` of it is the
-  ZooKeeper read; ``paint_after_read_s`` the rest: model, rows, table, first paint);
+* ``first_rows_s``: from creating the app (when an operator starts the clock) to the first rows
+  on screen; ``full_table_s``: to every host in the table and painted (``read_s`` of it is the
+  ZooKeeper read; ``paint_after_read_s`` the rest: model, rows, table, paint);
 * ``change_visible_ms``: a status rewritten in ZooKeeper to its row repainted, median of
   ``--changes`` (the row is scrolled into view first, so it really is on screen);
 * ``storm_s`` (``--storm``): every status rewritten at once, as after a membership change, to
@@ -109,7 +110,10 @@ async def measure_app(hosts: str, prefix: str, count: int, changes: int, storm: 
     result: dict[str, object] = {"hosts": count}
     async with app.run_test(headless=True, size=(200, 50)) as pilot:
         screen: FleetScreen | None = None
+        first_rows: float | None = None
         while True:
+            if first_rows is None and isinstance(app.screen, FleetScreen) and app.screen.table.row_count:
+                first_rows = time.perf_counter()
             if isinstance(app.screen, FleetScreen) and app.screen.table.row_count == count:
                 screen = app.screen
                 if screen.painted[0] >= app.fleet.seq:
@@ -117,7 +121,8 @@ async def measure_app(hosts: str, prefix: str, count: int, changes: int, storm: 
             await asyncio.sleep(0.005)
         painted = screen.painted[1]
         loaded_at = app.first_loaded_at or painted
-        result["first_paint_s"] = round(painted - began, 3)
+        result["first_rows_s"] = round((first_rows or painted) - began, 3)
+        result["full_table_s"] = round(painted - began, 3)
         result["read_s"] = round(app.fleet.zk.load_seconds or 0.0, 3)
         result["paint_after_read_s"] = round(painted - loaded_at, 3)
         result["rss_after_load_mb"] = rss_mb()
@@ -248,7 +253,9 @@ def main() -> int:
         result = asyncio.run(measure_app(hosts, prefix, args.hosts, args.changes, args.storm))
         if args.watch_strategies:
             result["watch_strategies"] = measure_watch_strategies(hosts, prefix)
-        result["goals_met"] = bool(result["paint_after_read_s"] <= 1.5  # type: ignore[operator]
+        # The goals, from app start: first rows ≤ 1.5 s, whole fleet ≤ 3 s.
+        result["goals_met"] = bool(result["first_rows_s"] <= 1.5  # type: ignore[operator]
+                                   and result["full_table_s"] <= 3  # type: ignore[operator]
                                    and result["change_visible_ms"] <= 250  # type: ignore[operator]
                                    and result["rss_mb"] <= 250)  # type: ignore[operator]
     finally:

@@ -42,6 +42,11 @@ class ZkPaths:
         return f"{self.prefix}/status"
 
     @property
+    def members(self) -> str:
+        """The bucketed membership mirror (docs/membership.md); ``ip-map`` stays the original party."""
+        return f"{self.prefix}/members"
+
+    @property
     def control(self) -> str:
         return f"{self.prefix}/control"
 

@@ -1,7 +1,8 @@
 """The console at 10,000 hosts (bench/console.py against the session's ZooKeeper): every row is
-painted and every status change reaches its row. The speed and memory goals themselves (paint
-<= 1.5 s after the read, a change visible <= 250 ms, RSS <= 250 MB) are the benchmark's to report
-(``goals_met``), not a timed assertion that a busy CI machine could fail."""
+painted and every status change reaches its row. The speed and memory goals themselves (first
+rows <= 1.5 s and the whole table <= 3 s from app start, a change visible <= 250 ms, RSS <= 250
+MB) are the benchmark's to report (``goals_met``), not a timed assertion that a busy CI machine
+could fail."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def test_ten_thousand_hosts_meet_the_console_goals(zk_server):
                              "--zk", zk_server.hosts], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     figures = json.loads(result.stdout.strip().splitlines()[-1])
-    assert figures["hosts"] == 10000  # first_paint_s is only recorded once all 10,000 rows are shown
-    assert figures["first_paint_s"] > 0
+    assert figures["hosts"] == 10000  # full_table_s is only recorded once all 10,000 rows are shown
+    assert 0 < figures["first_rows_s"] <= figures["full_table_s"]
     assert len(figures["change_visible_ms_all"]) == 5, figures  # every change reached its row
     print(json.dumps(figures))

@@ -9,6 +9,9 @@ a change reaches the callback in 1-2 ms either way. Persistent recursive watches
 event dispatch only knows one-shot watchers, so it would mean patching kazoo's protocol layer.
 ``bench/console.py --watch-strategies`` repeats the measurement.
 
+The party comes from :class:`neti_core.party.view.MirrorView`, as in the agent: a join or leave
+re-reads one mirror bucket, not all of ``ip-map`` (docs/membership.md).
+
 Threads: kazoo calls the watch and completion callbacks on its own threads; they only put an item
 on a queue. :meth:`LiveFleet.run` (a Textual thread worker, in the console) is the one thread that
 re-arms watches, feeds the model and emits one batch per coalescing window. Every (re)connection
@@ -37,6 +40,7 @@ from neti_core.fleet.events import FleetBatch
 from neti_core.fleet.state import FleetSnapshot, ZkState
 from neti_core.fleet.tracker import FleetModel
 from neti_core.fleet.treeread import AUDIT_KEEP, TreeRead, audit_seq
+from neti_core.party.view import MirrorView
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +54,7 @@ class LiveFleet:
     """Watches one Neti tree. Feed EC2 inventories in with :meth:`submit_instances`."""
 
     # directories whose children are listed (and watched), and what to do with each child
-    _DIRS = ("party", "ip_to_id", "id_to_ip", "status", "override", "audit")
+    _DIRS = ("ip_to_id", "id_to_ip", "status", "override", "audit")
     _SINGLES = ("defaults", "phase", "maxchange", "interval")
 
     def __init__(self, client: KazooClient, paths: ZkPaths, *,
@@ -67,7 +71,8 @@ class LiveFleet:
         self._generation = 0
         self._need_load = True
         self._known: dict[str, set[str]] = {name: set() for name in self._DIRS}
-        self._dir_path = {"party": paths.ip_map, "ip_to_id": paths.ip_to_id, "id_to_ip": paths.id_to_ip,
+        self._party: MirrorView | None = None  # created by run(): it starts a poll thread
+        self._dir_path = {"ip_to_id": paths.ip_to_id, "id_to_ip": paths.id_to_ip,
                           "status": paths.status, "override": paths.control_reject_all,
                           "audit": paths.audit}
         self._single_path = {"defaults": paths.control_defaults, "phase": paths.control_phase,
@@ -92,6 +97,9 @@ class LiveFleet:
             self._queue.put(("watch", self._generation, target, event))
         return watcher
 
+    def _party_changed(self) -> None:
+        self._queue.put(("party", self._generation))  # kazoo's thread: never block here
+
     def _on_state(self, state: KazooState) -> None:
         self._queue.put(("state", state))  # kazoo's thread: never block here
 
@@ -104,6 +112,7 @@ class LiveFleet:
     def run(self, emit: Callable[[FleetBatch], None], stop: threading.Event) -> None:
         """Process watches and inputs until ``stop`` is set; call ``emit`` once per window."""
         self.client.add_listener(self._on_state)
+        self._party = MirrorView(self.client, self.paths, self._party_changed)
         if self.client.connected:
             self._queue.put(("state", KazooState.CONNECTED))
         try:
@@ -125,6 +134,7 @@ class LiveFleet:
                     emit(batch)
         finally:
             self.client.remove_listener(self._on_state)
+            self._party.close()
 
     def _handle_safely(self, item: tuple[Any, ...]) -> None:
         try:
@@ -152,6 +162,8 @@ class LiveFleet:
             self.model.set_ec2_error(item[1], item[2])
         elif item[1] != self._generation:
             return  # read or watch from before the last full read: that read is fresher
+        elif kind == "party":
+            self._refresh_party()
         elif kind == "watch":
             self._handle_watch(item[2], item[3])
         elif kind == "children":
@@ -188,8 +200,9 @@ class LiveFleet:
         self._generation += 1
         tree = TreeRead()
         listings = {target: self._list_sync(target) for target in self._DIRS}
-        party = listings["party"]
-        tree.party, tree.cversion = party
+        assert self._party is not None
+        party = self._party.snapshot()
+        tree.party, tree.cversion = list(party.names), party.cversion
         pending: list[tuple[str, str, Any]] = []
         for ip in listings["ip_to_id"][0]:
             pending.append(("ip_to_id", ip, self.client.get_async(f"{self.paths.ip_to_id}/{ip}")))
@@ -232,7 +245,7 @@ class LiveFleet:
             # Not created yet (a read-only console creates nothing): watch for its creation.
             if self.client.exists(path, watch=self._watchers[target]) is not None:
                 return self._list_sync(target)
-            return [], 0 if target == "party" else None
+            return [], None
         return children, stat.cversion
 
     def _get_single_sync(self, target: str) -> bytes | None:
@@ -268,18 +281,14 @@ class LiveFleet:
     def _handle_children(self, target: str, result: Any) -> None:
         path = self._dir_path[target]
         try:
-            children, stat = result.get()
+            children, _stat = result.get()
         except NoNodeError:
             if self.client.exists(path, watch=self._watchers[target]) is not None:
                 self._handle_watch(target, WatchedEvent(EventType.CREATED, None, path))
-            children, stat = [], None
+            children = []
         names = set(children)
         known = self._known[target]
         added, removed = names - known, known - names
-        if target == "party":
-            self._known[target] = names
-            self.model.set_party(children, stat.cversion if stat is not None else 0)
-            return
         if target == "id_to_ip":
             self._known[target] = names
             self.model.set_id_to_ip(children)
@@ -294,6 +303,11 @@ class LiveFleet:
         for name in sorted(fetch):
             watch = self._data_watchers.get(target)
             self._put_result("data", target, name, self.client.get_async(f"{path}/{name}", watch=watch))
+
+    def _refresh_party(self) -> None:
+        assert self._party is not None
+        party = self._party.snapshot()
+        self.model.set_party(list(party.names), party.cversion)
 
     def _handle_data(self, target: str, name: str, result: Any) -> None:
         try:
