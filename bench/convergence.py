@@ -104,7 +104,7 @@ def worker(hosts: str, prefix: str, first: int, count: int, ca: str | None) -> N
         agent.stop()
 
 
-def run(hosts: str, count: int, rounds: int, processes: int = 1, ca: str | None = None,
+def run(hosts: str, count: int, rounds: int, processes: int = 1, ca: str | None = None, *,
         members: int = 0) -> dict[str, object]:
     prefix = f"/bench-{uuid.uuid4().hex[:8]}"
     workdir = Path(tempfile.mkdtemp(prefix="neti-conv-"))
@@ -226,10 +226,10 @@ def main() -> None:
         if args.zk:
             parser.error("--tls starts its own TLS-only ZooKeeper; it does not go with --zk")
         with tls_zookeeper() as (hosts, ca):
-            result = run(hosts, args.agents, args.rounds, args.processes, ca, args.members)
+            result = run(hosts, args.agents, args.rounds, args.processes, ca, members=args.members)
     else:
         with zookeeper_hosts(args.zk) as hosts:
-            result = run(hosts, args.agents, args.rounds, args.processes, None, args.members)
+            result = run(hosts, args.agents, args.rounds, args.processes, members=args.members)
     print(json.dumps(result))
 
 

@@ -17,6 +17,8 @@ from neti_core.config import ZkPaths
 from neti_core.errors import ConfigError
 from neti_core.members import Member, Side
 from neti_core.operator_actions import FleetControl
+from neti_core.party.mirror import ALL_BUCKETS, MirroredParty
+from neti_core.party.view import MirrorView
 from neti_core.registry import OverlayRegistry, PartyMembership
 from neti_core.schema import AgentStatus
 from neti_core.zkclient import (
@@ -126,6 +128,75 @@ def test_an_agent_cannot_touch_another_agent_or_the_operators(tree, zk_paths: Zk
     # A keeps its own: it may update its status (the agent's every sync does).
     assert StatusPublisher(a, p, "i-0aaaaaaaaaaaaaaa1").publish(status_of("i-0aaaaaaaaaaaaaaa1", 2),
                                                                 force=True)
+
+
+def mirror_join(client: KazooClient, paths: ZkPaths, instance_id: str, private: str) -> MirroredParty:
+    """Join as an agent of this version does: ip-map entry and mirror twin in one transaction."""
+    overlay = OverlayRegistry(client, paths, SUBNET).register(instance_id).overlay_ip
+    member = Member(IPv4Address("203.0.113.1"), IPv4Address(private), overlay, Side.VPC, instance_id)
+    party = MirroredParty(client, paths, member)
+    party.join()
+    return party
+
+
+def test_an_agent_cannot_touch_another_agents_mirror_entry_or_the_buckets(
+        tree, secure_zk: SecureZk, zk_paths: ZkPaths) -> None:
+    operator = tree("neti-operator")
+    a, b = tree("i-0aaaaaaaaaaaaaaa1", agent=True), tree("i-0bbbbbbbbbbbbbbb2", agent=True)
+    a_party = mirror_join(a, zk_paths, "i-0aaaaaaaaaaaaaaa1", "10.0.0.1")
+    b_party = mirror_join(b, zk_paths, "i-0bbbbbbbbbbbbbbb2", "10.0.0.2")
+    assert a_party.mirrored and b_party.mirrored, "zk secure made the buckets; agents joined both"
+    p, bucket = zk_paths, b_party.mirror_path.rsplit("/", 1)[0]
+    attempts: dict[str, Callable[[], object]] = {
+        "change B's mirror entry": lambda: a.set(b_party.mirror_path, b"x"),
+        "delete B's mirror entry": lambda: a.delete(b_party.mirror_path),
+        "re-ACL B's mirror entry": lambda: a.set_acls(b_party.mirror_path, OPEN_ACL_UNSAFE),
+        "nest under B's mirror entry": lambda: a.create(f"{b_party.mirror_path}/x"),
+        "delete B's ip-map entry": lambda: a.delete(b_party.party_path),
+        "delete a bucket": lambda: a.delete(bucket),
+        "write a bucket": lambda: a.set(bucket, b"x"),
+        "re-ACL a bucket": lambda: a.set_acls(bucket, OPEN_ACL_UNSAFE),
+        "add a bucket": lambda: a.create(f"{p.members}/b999"),
+        "re-ACL the mirror root": lambda: a.set_acls(p.members, OPEN_ACL_UNSAFE),
+        "delete the mirror root": lambda: a.delete(p.members),
+    }
+    allowed = [name for name, attempt in attempts.items() if not refused(attempt)]
+    assert allowed == []
+    assert operator.exists(b_party.mirror_path) and operator.exists(b_party.party_path)
+    assert len(operator.get_children(p.members)) == len(ALL_BUCKETS)
+    # Each mirror entry carries its creator's identity (so a false one is attributable), in the create.
+    own_acl, _ = operator.get_acls(a_party.mirror_path)
+    tree_acl = secure_zk.tree()
+    assert sorted(map(repr, own_acl)) == sorted(map(repr, tree_acl.for_agent_node(
+        secure_zk.digest("i-0aaaaaaaaaaaaaaa1"))))
+    # And every agent still reads the whole party from the mirror.
+    view = MirrorView(a, p, lambda: None)
+    try:
+        seen = {e.member.private for e in view.snapshot().party.entries}
+    finally:
+        view.close()
+    assert seen == {IPv4Address("10.0.0.1"), IPv4Address("10.0.0.2")}
+
+
+def test_without_buckets_a_secured_agent_joins_ip_map_only_and_is_still_seen(
+        tree, secure_zk: SecureZk, zk_prefix: str, zk_paths: ZkPaths) -> None:
+    """A tree secured by an older `neti zk secure` has no buckets, and agents may not make them."""
+    operator = tree("neti-operator")
+    operator.delete(zk_paths.members, recursive=True)
+    a, c = tree("i-0aaaaaaaaaaaaaaa1", agent=True), tree("i-0ccccccccccccccc3", agent=True)
+    a_party = mirror_join(a, zk_paths, "i-0aaaaaaaaaaaaaaa1", "10.0.0.1")
+    assert not a_party.mirrored and operator.exists(a_party.party_path)
+    assert operator.exists(zk_paths.members) is None, "the agent created nothing outside its rights"
+    view = MirrorView(c, zk_paths, lambda: None)
+    try:
+        assert {e.member.private for e in view.snapshot().party.entries} == {IPv4Address("10.0.0.1")}
+        # Once an operator re-runs `neti zk secure --apply`, the agent's next self-heal adds its twin.
+        secure_zk.secure(zk_prefix)
+        assert a_party.restore() and a_party.mirrored
+        assert operator.exists(a_party.mirror_path)
+        assert {e.member.private for e in view.snapshot().party.entries} == {IPv4Address("10.0.0.1")}
+    finally:
+        view.close()
 
 
 def test_the_operator_does_what_the_console_does_and_the_readonly_operator_cannot(

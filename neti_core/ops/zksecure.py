@@ -20,6 +20,7 @@ from kazoo.security import ACL, OPEN_ACL_UNSAFE
 from neti_core.config import ZkPaths
 from neti_core.errors import ConfigError, MalformedEntryError
 from neti_core.members import parse_party_entry
+from neti_core.party.mirror import ALL_BUCKETS
 from neti_core.registry import read_params
 from neti_core.zkacl import AGENT_ROLE, TreeAcl, identity_of, membership_folders, operator_folders
 from neti_core.zkclient import install_acl, principals_path
@@ -93,12 +94,14 @@ def _agent_nodes(client: KazooClient, paths: ZkPaths) -> Iterator[tuple[str, str
         yield f"{paths.id_to_ip}/{instance_id}", instance_id
     for instance_id in _children(client, paths.status):
         yield f"{paths.status}/{instance_id}", instance_id
-    for entry in _children(client, paths.ip_map):
-        try:
-            owner = overlay_owner.get(str(parse_party_entry(entry).member.overlay))
-        except MalformedEntryError:
-            owner = None  # a malformed entry: operators only, and the agents skip it anyway
-        yield f"{paths.ip_map}/{entry}", owner
+    party_folders = [paths.ip_map, *(f"{paths.members}/{bucket}" for bucket in ALL_BUCKETS)]
+    for folder in party_folders:
+        for entry in _children(client, folder):
+            try:
+                owner = overlay_owner.get(str(parse_party_entry(entry).member.overlay))
+            except MalformedEntryError:
+                owner = None  # a malformed entry: operators only, and the agents skip it anyway
+            yield f"{folder}/{entry}", owner
 
 
 def _operator_nodes(client: KazooClient, paths: ZkPaths) -> Iterator[str]:
@@ -117,6 +120,11 @@ def desired_acls(client: KazooClient, paths: ZkPaths, principals: Principals | N
     yield paths.prefix, tree.for_prefix(), "prefix"
     for folder in membership_folders(paths):
         yield folder, tree.for_membership_folder(), "agents add children, operators remove them"
+    # The mirror (docs/membership.md): its root is operators-only, so no host adds, removes or
+    # re-ACLs a bucket; each bucket is a membership folder, created here if absent.
+    yield paths.members, tree.for_operator_node(), "the mirror's fixed buckets: operators only"
+    for bucket in ALL_BUCKETS:
+        yield f"{paths.members}/{bucket}", tree.for_membership_folder(), "mirror bucket: agents add children"
     for folder in operator_folders(paths):
         yield folder, tree.for_operator_node(), "operators only"
     for node in _operator_nodes(client, paths):

@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Callable
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException, NodeExistsError
+from kazoo.exceptions import KazooException, NoAuthError, NodeExistsError
 from kazoo.protocol.states import KazooState
 
 from neti_core.config import ZkPaths
@@ -42,19 +42,32 @@ def bucket_of(identifier: str) -> str:
     return bucket_name(zlib.crc32(identifier.encode()) % BUCKETS)
 
 
-def ensure_buckets(client: KazooClient, paths: ZkPaths) -> None:
-    """Create the mirror's persistent bucket nodes if missing (pipelined; idempotent)."""
+def ensure_buckets(client: KazooClient, paths: ZkPaths) -> bool:
+    """Make sure the mirror's persistent bucket nodes exist; False if they are missing and not ours
+    to create.
+
+    In an open tree the first agent of this version creates them (pipelined, idempotent). In a
+    secured tree ``neti zk secure`` creates them with the membership folders' ACL (agents may add
+    children, only operators remove them) and ``<prefix>/members`` is operators-only, so no host can
+    add, remove or re-ACL a bucket (docs/security.md): an agent there gets NoAuth and returns False.
+    """
     if client.exists(f"{paths.members}/{ALL_BUCKETS[-1]}") is not None:
-        return
-    client.ensure_path(paths.members)
-    pending = [client.create_async(f"{paths.members}/{name}") for name in ALL_BUCKETS]
-    for result in pending:
-        with contextlib.suppress(NodeExistsError):  # another agent made it first
-            result.get(timeout=30)
+        return True
+    try:
+        client.ensure_path(paths.members)
+        pending = [client.create_async(f"{paths.members}/{name}") for name in ALL_BUCKETS]
+        for result in pending:
+            with contextlib.suppress(NodeExistsError):  # another agent made it first
+                result.get(timeout=30)
+    except NoAuthError:
+        return False
+    return True
 
 
 def add_owned_ephemeral(transaction: object, path: str) -> None:
-    """The one place this module creates a host-owned node (issue 12 gives it its ACL here)."""
+    """The one place this module creates a host-owned node. It carries the client's
+    ``default_acl`` (``zkclient.install_acl``): this host's identity READ+WRITE, operators ALL,
+    everyone else with credentials READ; in a transaction too (kazoo's ``TransactionRequest``)."""
     transaction.create(path, b"", ephemeral=True)  # type: ignore[attr-defined]
 
 
@@ -72,6 +85,7 @@ class MirroredParty:
         self._on_rejoin = on_rejoin
         self._lost = False
         self._active = False
+        self.mirrored = True  # False: the buckets are missing and not ours to create (ip-map only)
         self._lock = threading.Lock()
         client.add_listener(self._state_changed)
 
@@ -83,7 +97,11 @@ class MirroredParty:
         with self._lock:
             self._active = True
             self.client.ensure_path(self.paths.ip_map)
-            ensure_buckets(self.client, self.paths)
+            self.mirrored = ensure_buckets(self.client, self.paths)
+            if not self.mirrored:
+                log.warning("%s has no buckets and this agent may not create them: joining ip-map "
+                            "only (every reader then pays a whole-party read per change; run "
+                            "`neti zk secure --apply` to create them)", self.paths.members)
             self._create_missing()
 
     def restore(self, watch: Callable[[object], None] | None = None) -> bool:
@@ -92,9 +110,11 @@ class MirroredParty:
         with self._lock:
             if not self._active:
                 return False
+            if not self.mirrored:  # an operator may have created the buckets since we joined
+                self.mirrored = self.client.exists(f"{self.paths.members}/{ALL_BUCKETS[-1]}") is not None
             restored = self._create_missing()
             if watch is not None:
-                for path in (self.party_path, self.mirror_path):
+                for path in self._own_paths():
                     self.client.exists(path, watch=watch)
             return restored
 
@@ -103,13 +123,19 @@ class MirroredParty:
             self._active = False
             self.client.remove_listener(self._state_changed)
             transaction = self.client.transaction()
-            for path in (self.mirror_path, self.party_path):
+            for path in reversed(self._own_paths()):
                 if self.client.exists(path) is not None:
                     transaction.delete(path)
+            # In a secured tree only operators may delete children (DELETE is the parent's): the
+            # transaction then fails as a whole (NoAuth in its results, not raised), and closing
+            # the session removes both ephemeral entries anyway.
             transaction.commit()
 
+    def _own_paths(self) -> tuple[str, ...]:
+        return (self.party_path, self.mirror_path) if self.mirrored else (self.party_path,)
+
     def _create_missing(self) -> bool:
-        missing = [p for p in (self.party_path, self.mirror_path) if self.client.exists(p) is None]
+        missing = [p for p in self._own_paths() if self.client.exists(p) is None]
         if not missing:
             return False
         transaction = self.client.transaction()
