@@ -4,17 +4,19 @@
 
 Starts its own ZooKeeper unless --zk is given, seeds it (in a child process, so the seeding does
 not count in the console's memory) with N members as the agents would leave them: both overlay
-maps, the ``ip-map`` party and one ``status/<id>`` per host. Then it runs the real app headless
+maps, the ``ip-map`` party with its mirror twins (docs/membership.md) and one ``status/<id>`` per
+host. Then it runs the real app headless
 (Textual's ``run_test``) and measures:
 
-* ``first_rows_s``: from creating the app (when an operator starts the clock) to the first rows
-  on screen; ``full_table_s``: to every host in the table and painted (``read_s`` of it is the
-  ZooKeeper read; ``paint_after_read_s`` the rest: model, rows, table, paint);
+* ``first_rows_s``: from launching the console's process (when an operator starts the clock: the
+  interpreter, the imports, the app, the ZooKeeper session all count) to the first rows on screen;
+  ``full_table_s``: to every host in the table and painted (``app_constructed_s`` of it is start-up
+  to the app object, ``read_s`` the ZooKeeper read, ``paint_after_read_s`` model, rows, table, paint);
 * ``change_visible_ms``: a status rewritten in ZooKeeper to its row repainted, median of
   ``--changes`` (the row is scrolled into view first, so it really is on screen);
 * ``storm_s`` (``--storm``): every status rewritten at once, as after a membership change, to
   the last row repainted;
-* ``rss_mb``: the console's resident memory after all that.
+* ``rss_mb``: the console process's resident memory after all that (seeding runs elsewhere).
 
 ``--watch-strategies`` also times the ways of watching 10,000 status nodes (see
 ``neti_core/fleet/watcher.py``). The last line printed is a JSON object.
@@ -41,6 +43,7 @@ from kazoo.client import KazooClient
 from neti_core.config import ZkPaths, parse_config
 from neti_core.lab.zkserver import ZooKeeperServer
 from neti_core.members import Member, Side, format_party_entry, parse_ipv4
+from neti_core.party.mirror import bucket_of, ensure_buckets
 from neti_core.schema import AgentStatus
 
 NOW = time.time()
@@ -66,13 +69,16 @@ def seed(hosts: str, prefix: str, count: int) -> None:
     paths = ZkPaths.under(prefix)
     for path in (paths.ip_to_id, paths.id_to_ip, paths.ip_map, paths.status):
         client.ensure_path(path)
+    ensure_buckets(client, paths)
     members = [host(n) for n in range(1, count + 1)]
     pending = []
     for member, _ in members:
         pending.append(client.create_async(f"{paths.ip_to_id}/{member.overlay}", member.instance_id.encode()))
         overlay = str(member.overlay).encode()
         pending.append(client.create_async(f"{paths.id_to_ip}/{member.instance_id}", overlay))
-        pending.append(client.create_async(f"{paths.ip_map}/{format_party_entry(uuid.uuid4().hex, member)}"))
+        entry = format_party_entry(uuid.uuid4().hex, member)  # and its mirror twin, as agents write them
+        pending.append(client.create_async(f"{paths.ip_map}/{entry}"))
+        pending.append(client.create_async(f"{paths.members}/{bucket_of(member.identifier())}/{entry}"))
     for result in pending:
         result.get()
     cversion = client.exists(paths.ip_map).cversion
@@ -97,24 +103,30 @@ def rss_mb() -> float:
     return 0.0
 
 
-async def measure_app(hosts: str, prefix: str, count: int, changes: int, storm: bool) -> dict[str, object]:
+async def measure_app(hosts: str, prefix: str, count: int, changes: int, *, storm: bool,
+                      started_wall: float) -> dict[str, object]:
+    """Runs in a process of its own, started at ``started_wall`` (``time.time()`` in the parent just
+    before it launched this one): the clock includes the interpreter, the imports and the app's
+    construction, as an operator's does from pressing Enter on ``neti-console``."""
+    began = time.perf_counter() - (time.time() - started_wall)  # the launch, on this clock
     from neti_tui.app import NetiConsoleApp
     from screens.fleet import FleetScreen
 
     config = parse_config({"zk_prefix": prefix, "zk_hosts": {"vpc": [hosts]}}, "bench")
-    writer = KazooClient(hosts=hosts, timeout=30)
-    writer.start(timeout=30)
-    paths = ZkPaths.under(prefix)
-    began = time.perf_counter()
     app = NetiConsoleApp(config, operator="bench", ec2=False)
-    result: dict[str, object] = {"hosts": count}
+    result: dict[str, object] = {"hosts": count, "app_constructed_s": round(time.perf_counter() - began, 3)}
+    paths = ZkPaths.under(prefix)
     async with app.run_test(headless=True, size=(200, 50)) as pilot:
         screen: FleetScreen | None = None
         first_rows: float | None = None
+        first_seq: int | None = None
         while True:
             if first_rows is None and isinstance(app.screen, FleetScreen) and app.screen.table.row_count:
-                first_rows = time.perf_counter()
-            if isinstance(app.screen, FleetScreen) and app.screen.table.row_count == count:
+                first_seq = first_seq or app.fleet.seq  # rows are in the table: now until painted
+                if app.screen.painted[0] >= first_seq:
+                    first_rows = app.screen.painted[1]
+            if isinstance(app.screen, FleetScreen) and app.screen.table.row_count == count \
+                    and app.fleet.zk.loaded:  # every status in, not just every row
                 screen = app.screen
                 if screen.painted[0] >= app.fleet.seq:
                     break
@@ -126,6 +138,8 @@ async def measure_app(hosts: str, prefix: str, count: int, changes: int, storm: 
         result["read_s"] = round(app.fleet.zk.load_seconds or 0.0, 3)
         result["paint_after_read_s"] = round(painted - loaded_at, 3)
         result["rss_after_load_mb"] = rss_mb()
+        writer = KazooClient(hosts=hosts, timeout=30)  # the bench's own, for the changes below
+        writer.start(timeout=30)
 
         latencies = []
         table = screen.table
@@ -232,7 +246,13 @@ def main() -> int:
     parser.add_argument("--zk", help="an existing ZooKeeper (default: start one)")
     parser.add_argument("--seed-only", metavar="PREFIX", help=argparse.SUPPRESS)
     parser.add_argument("--rewrite-only", metavar="PREFIX", help=argparse.SUPPRESS)
+    parser.add_argument("--measure-only", metavar="PREFIX", help=argparse.SUPPRESS)
+    parser.add_argument("--started", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure_only:
+        print(json.dumps(asyncio.run(measure_app(args.zk, args.measure_only, args.hosts, args.changes,
+                                                 storm=args.storm, started_wall=args.started))))
+        return 0
     if args.seed_only:
         seed(args.zk, args.seed_only, args.hosts)
         return 0
@@ -250,10 +270,16 @@ def main() -> int:
         subprocess.run([sys.executable, __file__, "--seed-only", prefix, "--zk", hosts, "--hosts",
                         str(args.hosts)], check=True)
         print(f"seeded {args.hosts} hosts in {time.perf_counter() - began:.1f} s", file=sys.stderr)
-        result = asyncio.run(measure_app(hosts, prefix, args.hosts, args.changes, args.storm))
+        # The console runs in a fresh process, launched now: the clock starts as an operator's does.
+        measured = subprocess.run([sys.executable, __file__, "--measure-only", prefix, "--zk", hosts,
+                                   "--hosts", str(args.hosts), "--changes", str(args.changes),
+                                   *(["--storm"] if args.storm else []), "--started", repr(time.time())],
+                                  check=True, stdout=subprocess.PIPE, text=True)
+        result = json.loads(measured.stdout.strip().splitlines()[-1])
         if args.watch_strategies:
             result["watch_strategies"] = measure_watch_strategies(hosts, prefix)
-        # The issue's goals, from app start: first rows ≤ 1.5 s, whole fleet ≤ 3 s.
+        # The issue's goals, from launching the console: first rows ≤ 1.5 s, whole fleet ≤ 3 s,
+        # a change ≤ 250 ms to the screen, RSS ≤ 250 MB.
         result["goals_met"] = bool(result["first_rows_s"] <= 1.5  # type: ignore[operator]
                                    and result["full_table_s"] <= 3  # type: ignore[operator]
                                    and result["change_visible_ms"] <= 250  # type: ignore[operator]

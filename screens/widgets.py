@@ -116,7 +116,8 @@ BANNER_TICK_SECONDS = 1.0
 
 class ConnectionBanner(Static):
     """Shown only when something on screen cannot be trusted: ZooKeeper or the EC2 API unreachable
-    (the data may be stale), or documents in ZooKeeper that do not decode (ignored, named here)."""
+    (the data may be stale), the fleet still being read (with how much of it is in), or documents
+    in ZooKeeper that do not decode (ignored, named here)."""
 
     _shown: str | None = None
     _snapshot: FleetSnapshot | None = None
@@ -139,6 +140,9 @@ class ConnectionBanner(Static):
             else:
                 problems.append(f"ZooKeeper {zk.state.value}: {zk.hosts}{since} — reconnecting; "
                                 "data may be stale")
+        elif zk.loading is not None:  # the first rows are up; the rest of the fleet is on its way
+            problems.append(f"Reading the fleet from ZooKeeper: {zk.loading[0]:,} of {zk.loading[1]:,} "
+                            "nodes; rows fill in as they arrive")
         ec2 = snapshot.ec2
         if ec2.configured and ec2.error:
             last = f"last good inventory {age(now - ec2.last_ok)} ago" if ec2.last_ok else "no inventory yet"

@@ -293,8 +293,10 @@ class ZkHealth:
     state: ZkState = ZkState.CONNECTING
     since: float = 0.0
     hosts: str = ""
-    loaded: bool = False  # the tree has been read at least once
+    loaded: bool = False  # the whole tree has been read at least once (guards rely on it)
     load_seconds: float | None = None
+    # (nodes read, of) while a full read is still arriving: rows show as their data comes in
+    loading: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,13 +89,16 @@ class FleetModel:
         self._news = False  # health, counts or settings changed: the next flush sends a batch
         self._seq = 0
         self._snapshot: FleetSnapshot | None = None
+        self._loading_members: dict[str, Member] = {}  # by overlay, while a full read arrives
 
     # --- ZooKeeper inputs --------------------------------------------------------------------
 
-    def reset(self, tree: TreeRead, seconds: float) -> None:
-        """Replace everything with a fresh read of the tree."""
+    def reset(self, tree: TreeRead, seconds: float, still_loading: int = 0) -> None:
+        """Replace everything with a fresh read of the tree; ``still_loading`` nodes of it are
+        still on their way (they come in as ordinary updates, then :meth:`loaded`)."""
         self._party.clear()
         self._party_bad.clear()
+        self._loading_members = {}
         self._bad = {k: v for k, v in self._bad.items() if k.startswith("ec2:")}
         for name in tree.party:
             self._parse_party_entry(name)
@@ -116,9 +119,25 @@ class FleetModel:
         for name, data in tree.audit.items():
             self._insert_audit(name, data)
         self._audit_total = tree.audit_names
-        self._zk = replace(self._zk, loaded=True, load_seconds=seconds)
+        if still_loading:
+            self._zk = replace(self._zk, loaded=False, loading=(tree.nodes, tree.nodes + still_loading))
+        else:
+            self._zk = replace(self._zk, loaded=True, load_seconds=seconds, loading=None)
         self._news = True
         self._all_dirty = self._problems_changed = True
+
+    def loading_progress(self, read: int, seconds: float | None = None) -> None:
+        """``read`` more nodes of the full read are in; ``seconds`` when it is complete."""
+        loading = self._zk.loading
+        if loading is None:
+            return
+        if seconds is not None:
+            self._zk = replace(self._zk, loaded=True, load_seconds=seconds, loading=None)
+            self._all_dirty = True  # members still unmatched are now shown as they are
+            self._loading_members = {}
+        else:
+            self._zk = replace(self._zk, loading=(loading[0] + read, loading[1]))
+        self._news = True
 
     def set_party(self, children: Iterable[str], cversion: int) -> None:
         names = set(children)
@@ -144,7 +163,10 @@ class FleetModel:
         else:
             self._ip_to_id[overlay_ip] = owner
         self._news = True
-        self._all_dirty = True
+        if owner is not None and self._zk.loading is not None:
+            self._index_one(owner, overlay_ip)  # one row, not a re-index per arriving node
+        else:
+            self._all_dirty = True
 
     def set_id_to_ip(self, children: Iterable[str]) -> None:
         names = set(children)
@@ -165,7 +187,9 @@ class FleetModel:
             self._decode_status(instance_id, data)
         new = self._statuses.get(instance_id)
         self._dirty.add(instance_id)
-        if new is not None and (not had or old is None or old.overlay_ip != new.overlay_ip) \
+        if new is not None and self._zk.loading is not None:
+            self._index_one(instance_id, new.overlay_ip)
+        elif new is not None and (not had or old is None or old.overlay_ip != new.overlay_ip) \
                 and f"{OVERLAY_KEY_PREFIX}{new.overlay_ip}" in self._members_by_key:
             self._all_dirty = True  # a nameless party entry can now be named by its status
 
@@ -336,10 +360,21 @@ class FleetModel:
         for member in self._party.values():
             overlay = str(member.overlay)
             key = (self._ip_to_id.get(overlay) or by_status_overlay.get(overlay)
-                   or self._by_address.get(str(member.private)) or self._by_address.get(str(member.public))
-                   or f"{OVERLAY_KEY_PREFIX}{overlay}")
-            index.setdefault(key, member)
+                   or self._by_address.get(str(member.private)) or self._by_address.get(str(member.public)))
+            if key is None and self._zk.loading is not None:
+                continue  # its maps are still on their way: no row under a key it will not keep
+            index.setdefault(key or f"{OVERLAY_KEY_PREFIX}{overlay}", member)
         self._members_by_key = index
+
+    def _index_one(self, key: str, overlay: str) -> None:
+        """While a full read is arriving: the member of ``overlay`` gets its row as soon as its key
+        is known (the whole index is rebuilt, exactly, when the read is complete)."""
+        if not self._loading_members:
+            self._loading_members = {str(m.overlay): m for m in self._party.values()}
+        member = self._loading_members.get(overlay)
+        if member is not None and key not in self._members_by_key:
+            self._members_by_key[key] = member
+            self._dirty.add(key)
 
     def _parse_party_entry(self, name: str) -> None:
         try:

@@ -37,6 +37,7 @@ from kazoo.protocol.states import EventType, KazooState, WatchedEvent
 from neti_core.aws import GroupOpening, Instance
 from neti_core.config import ZkPaths
 from neti_core.fleet.events import FleetBatch
+from neti_core.fleet.pipeline import get_many
 from neti_core.fleet.state import FleetSnapshot, ZkState
 from neti_core.fleet.tracker import FleetModel
 from neti_core.fleet.treeread import AUDIT_KEEP, TreeRead, audit_seq
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_COALESCE_SECONDS = 0.05
 _READ_TIMEOUT = 30.0
+# Statuses read before the first rows go on screen (a few screenfuls); the rest follow as updates.
+FIRST_SLICE = 300
+LOADING_COALESCE_SECONDS = 1.0
 _ZK_STATES = {KazooState.CONNECTED: ZkState.CONNECTED, KazooState.SUSPENDED: ZkState.SUSPENDED,
               KazooState.LOST: ZkState.LOST}
 
@@ -72,6 +76,8 @@ class LiveFleet:
         self._need_load = True
         self._known: dict[str, set[str]] = {name: set() for name in self._DIRS}
         self._party: MirrorView | None = None  # created by run(): it starts a poll thread
+        self._loading: tuple[int, float, int] = (0, 0.0, 0)  # (reads left, began, nodes) of a full read
+        self._emit: Callable[[FleetBatch], None] | None = None  # run()'s, for the first rows of a read
         self._dir_path = {"ip_to_id": paths.ip_to_id, "id_to_ip": paths.id_to_ip,
                           "status": paths.status, "override": paths.control_reject_all,
                           "audit": paths.audit}
@@ -112,6 +118,7 @@ class LiveFleet:
     def run(self, emit: Callable[[FleetBatch], None], stop: threading.Event) -> None:
         """Process watches and inputs until ``stop`` is set; call ``emit`` once per window."""
         self.client.add_listener(self._on_state)
+        self._emit = emit
         self._party = MirrorView(self.client, self.paths, self._party_changed)
         if self.client.connected:
             self._queue.put(("state", KazooState.CONNECTED))
@@ -121,7 +128,9 @@ class LiveFleet:
                     item = self._queue.get(timeout=0.2)
                 except queue.Empty:
                     continue
-                deadline = time.monotonic() + self.coalesce
+                # While a full read arrives, fewer and larger batches: each costs the whole table once.
+                window = max(self.coalesce, LOADING_COALESCE_SECONDS) if self._loading[0] else self.coalesce
+                deadline = time.monotonic() + window
                 self._handle_safely(item)
                 while (remaining := deadline - time.monotonic()) > 0:
                     try:
@@ -170,6 +179,9 @@ class LiveFleet:
             self._handle_children(item[2], item[4])
         elif kind == "data":
             self._handle_data(item[2], item[3], item[4])
+        elif kind == "loading":  # the rest of a progressive full read
+            self._handle_data(item[2], item[3], item[4])
+            self._loaded_one()
 
     def _handle_state(self, state: KazooState) -> None:
         self.model.set_zk_state(_ZK_STATES[state], self.clock())
@@ -189,13 +201,22 @@ class LiveFleet:
             self.model.set_ec2_error(inventory, self.clock())
         elif inventory is not None:
             self.model.set_instances(inventory[0], inventory[1], self.clock())
-        self._load()
+        self._party = MirrorView(self.client, self.paths, lambda: None)
+        try:
+            self._load(progressive=False)
+        finally:
+            self._party.close()
+            self._party = None
         self.model.flush()
         snapshot = self.model.snapshot
         assert snapshot is not None
         return snapshot
 
-    def _load(self) -> None:
+    def _load(self, *, progressive: bool = True) -> None:
+        """Read the whole tree. ``progressive`` (the console's loop): the model is reset once the
+        first ``FIRST_SLICE`` statuses are in, so the first rows are on screen at once; the other
+        statuses and the overlay map then arrive as ordinary updates, with the count in
+        ``ZkHealth.loading`` (``loaded`` turns True only when all is in: guards wait for that)."""
         began = time.perf_counter()
         self._generation += 1
         tree = TreeRead()
@@ -203,14 +224,16 @@ class LiveFleet:
         assert self._party is not None
         party = self._party.snapshot()
         tree.party, tree.cversion = list(party.names), party.cversion
-        pending: list[tuple[str, str, Any]] = []
-        for ip in listings["ip_to_id"][0]:
-            pending.append(("ip_to_id", ip, self.client.get_async(f"{self.paths.ip_to_id}/{ip}")))
         tree.id_to_ip = listings["id_to_ip"][0]
-        for target in ("status", "override"):
-            for name in listings[target][0]:
-                pending.append((target, name, self.client.get_async(
-                    f"{self._dir_path[target]}/{name}", watch=self._data_watchers[target])))
+        statuses, overlay_ips = listings["status"][0], listings["ip_to_id"][0]
+        progressive = progressive and len(statuses) > FIRST_SLICE  # a small fleet: one read, as before
+        first = statuses[:FIRST_SLICE] if progressive else statuses
+        later = ([("status", name) for name in statuses[len(first):]]
+                 + [("ip_to_id", ip) for ip in overlay_ips]) if progressive else []
+        pending: list[tuple[str, str, Any]] = [] if progressive else [
+            ("ip_to_id", ip, self.client.get_async(f"{self.paths.ip_to_id}/{ip}")) for ip in overlay_ips]
+        for target, names in (("status", first), ("override", listings["override"][0])):
+            pending += [(target, name, self._get_async(target, name)) for name in names]
         audit_names = listings["audit"][0]
         tree.audit_names = len(audit_names)
         for name in self._newest_audit(audit_names):
@@ -229,9 +252,35 @@ class LiveFleet:
             self._known[target] = set(listings[target][0])
         self._known["status"] = set(tree.statuses)
         self._known["override"] = set(tree.overrides)
-        self.model.reset(tree, time.perf_counter() - began)
+        self.model.reset(tree, time.perf_counter() - began, still_loading=len(later))
         self._need_load = False
-        log.info("read %d nodes in %.2f s", tree.nodes, time.perf_counter() - began)
+        self._loading = (len(later), began, tree.nodes + len(later))
+        if not later:
+            log.info("read %d nodes in %.2f s", tree.nodes, time.perf_counter() - began)
+            return
+        batch = self.model.flush()  # the first rows go to the screen now, before the rest is asked
+        if batch is not None and self._emit is not None:
+            self._emit(batch)
+        for target in ("status", "ip_to_id"):
+            names = [name for kind, name in later if kind == target]
+            results = get_many(self.client, [f"{self._dir_path[target]}/{name}" for name in names],
+                               watch=self._data_watchers.get(target))
+            for name, result in zip(names, results, strict=True):
+                self._put_result("loading", target, name, result)
+
+    def _get_async(self, target: str, name: str) -> Any:
+        path = f"{self._dir_path[target]}/{name}"
+        return self.client.get_async(path, watch=self._data_watchers.get(target))
+
+    def _loaded_one(self) -> None:
+        left, began, nodes = self._loading
+        self._loading = (left - 1, began, nodes)
+        if left == 1:
+            seconds = time.perf_counter() - began
+            self.model.loading_progress(1, seconds)
+            log.info("read %d nodes in %.2f s (first rows after %d)", nodes, seconds, FIRST_SLICE)
+        else:
+            self.model.loading_progress(1)
 
     def _newest_audit(self, names: Iterable[str]) -> list[str]:
         numbered = sorted((seq, name) for name in names if (seq := audit_seq(name)) is not None)
