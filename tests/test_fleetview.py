@@ -146,3 +146,24 @@ def test_the_model_alone_batches_and_names_nameless_members():
 def test_seeded_hosts_are_on_their_side(seeder):
     host = seeder.add_member(7, Side.VPC)
     assert host.member.side is Side.VPC and str(host.member.private).startswith("10.2.")
+
+
+def test_a_big_fleet_shows_its_first_rows_at_once_and_ends_exactly_as_one_whole_read(
+        seeder, live_fleet, monkeypatch, zk, zk_paths):
+    from neti_core.fleet import watcher
+
+    monkeypatch.setattr(watcher, "FIRST_SLICE", 20)  # 10,000 hosts in the bench; 120 here
+    seeder.seed(120, vpc_every=6)
+    runner = live_fleet()
+    final = runner.wait_for(lambda s: s.zk.loaded, timeout=60)
+    snapshots = [b.snapshot for b in runner.batches if b.snapshot.rows]
+    first = snapshots[0]
+    assert first.zk.loading is not None and not first.zk.loaded, "first rows before the whole read"
+    assert 0 < len(first.rows) < 120
+    assert set(first.rows) <= {instance_id(n) for n in range(1, 121)}, "no row under a key it loses"
+    assert all(row.state is RuleState.IN_SYNC for row in first.rows.values()), "no false alarm"
+    progress = [s.zk.loading[0] for s in snapshots if s.zk.loading is not None]
+    assert progress == sorted(progress) and final.zk.loading is None
+    whole = watcher.LiveFleet(zk, zk_paths, ec2_configured=False).read_once()
+    assert dict(final.rows) == dict(whole.rows) and len(final.rows) == 120
+    assert final.summary == whole.summary

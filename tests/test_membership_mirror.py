@@ -80,6 +80,10 @@ def test_session_expiry_removes_a_member_everywhere(agent_fleet):
         wait_for(lambda: agent_fleet.converged([b, c], members=2), what="b and c dropped a")
         assert str(a.address) not in _ipset(b)
         assert str(a.public) not in _ipset(c)
+        # No new single point of failure: a was the first agent (it made the buckets) and is gone,
+        # and a join still reaches everyone.
+        d = agent_fleet.add(Side.VPC)
+        wait_for(lambda: agent_fleet.converged([b, c, d], members=3), what="b, c and d see d's join")
     finally:
         a.host.shell("iptables", "-w", "-D", "OUTPUT", *cut)
 
