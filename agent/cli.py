@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config_or_exit(PROG, args.config)
     setup_logging(config, args.verbose)
     from neti_core.firewall.base import make_backend
-    from neti_core.imds import fetch_identity
+    from neti_core.imds import fetch_identity_patiently
 
     try:
         backend = make_backend(config)
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
             backend.flush()
             print(f"{PROG}: removed Neti's chains and set; other rules untouched")
             return 0
-        identity = fetch_identity(config.imds_url, config.imds_timeout_seconds)
+        identity = fetch_identity_patiently(config.imds_url, config.imds_timeout_seconds)
     except NetiError as exc:
         fail(PROG, str(exc), status=1)
     if args.dry_run:

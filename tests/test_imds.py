@@ -6,7 +6,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from neti_core.imds import MetadataError, fetch_identity
+from neti_core.imds import MetadataError, MetadataUnavailable, fetch_identity, fetch_identity_patiently
 from neti_core.lab.imds_server import ImdsServer, metadata_tree
 from neti_core.members import Side
 
@@ -56,3 +56,36 @@ def test_unreachable_endpoint_is_a_metadata_error():
 
     with pytest.raises(MetadataError):
         fetch_identity(f"http://127.0.0.1:{free_port()}", timeout=0.5, attempts=1)
+
+
+def test_a_service_that_answers_late_is_asked_again_and_a_silent_one_is_given_up():
+    import threading
+    import time
+
+    from neti_core.lab.zkserver import free_port
+
+    port = free_port()
+    tree = metadata_tree("i-0123456789abcdef0", "10.0.0.5", "54.0.0.5", MAC)
+    server = ImdsServer(tree, port=port)
+    timer = threading.Timer(1.5, server.start)  # the service comes up after the agent asked
+    timer.start()
+    try:
+        identity = fetch_identity_patiently(f"http://127.0.0.1:{port}", 0.5, wait_seconds=30)
+    finally:
+        timer.join()
+        server.stop()
+    assert identity.instance_id == "i-0123456789abcdef0"
+
+    began = time.monotonic()
+    with pytest.raises(MetadataUnavailable):
+        fetch_identity_patiently(f"http://127.0.0.1:{free_port()}", 0.2, wait_seconds=1.5)
+    assert 1.0 <= time.monotonic() - began < 15
+
+
+def test_a_malformed_answer_is_not_asked_again():
+    tree = metadata_tree("i-0123456789abcdef0", "10.0.0.5", "54.0.0.5", MAC)
+    tree["mac"] = "not-a-mac"
+    calls = []
+    with ImdsServer(tree) as server, pytest.raises(MetadataError) as caught:
+        fetch_identity_patiently(server.url, 1.0, wait_seconds=30, sleep=calls.append)
+    assert not isinstance(caught.value, MetadataUnavailable) and calls == []
