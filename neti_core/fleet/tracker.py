@@ -8,7 +8,6 @@ all, since every agent's lag is measured against the ``ip-map`` children version
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from ipaddress import IPv4Network
@@ -23,6 +22,7 @@ from neti_core.fleet.events import (
     FleetBatch,
     FleetEvent,
 )
+from neti_core.fleet.memberkeys import index_members
 from neti_core.fleet.overlay import OverlayUsage, overlay_usage, usable_addresses
 from neti_core.fleet.state import (
     OVERLAY_KEY_PREFIX,
@@ -37,7 +37,7 @@ from neti_core.fleet.state import (
     build_row,
     summarize,
 )
-from neti_core.fleet.treeread import AUDIT_KEEP, TreeRead, audit_seq
+from neti_core.fleet.treeread import AUDIT_KEEP, TreeRead, audit_seq, insert_in_order
 from neti_core.members import Member, parse_party_entry
 from neti_core.schema import (
     AgentStatus,
@@ -355,20 +355,11 @@ class FleetModel:
                          instance=instance, defaults=self._defaults, cversion=self._cversion)
 
     def _index_members(self) -> None:
-        by_status_overlay = {status.overlay_ip: key for key, status in self._statuses.items()}
-        index: dict[str, Member] = {}
-        for member in self._party.values():
-            overlay = str(member.overlay)
-            key = (self._ip_to_id.get(overlay) or by_status_overlay.get(overlay)
-                   or self._by_address.get(str(member.private)) or self._by_address.get(str(member.public)))
-            if key is None and self._zk.loading is not None:
-                continue  # its maps are still on their way: no row under a key it will not keep
-            index.setdefault(key or f"{OVERLAY_KEY_PREFIX}{overlay}", member)
-        self._members_by_key = index
+        self._members_by_key = index_members(self._party.values(), self._ip_to_id, self._statuses,
+                                             self._by_address, loading=self._zk.loading is not None)
 
     def _index_one(self, key: str, overlay: str) -> None:
-        """While a full read is arriving: the member of ``overlay`` gets its row as soon as its key
-        is known (the whole index is rebuilt, exactly, when the read is complete)."""
+        """While a full read arrives: a member's row as soon as its key is known (rebuilt at the end)."""
         if not self._loading_members:
             self._loading_members = {str(m.overlay): m for m in self._party.values()}
         member = self._loading_members.get(overlay)
@@ -431,12 +422,4 @@ class FleetModel:
             self._bad[f"audit/{name}"] = str(exc)
             self._problems_changed = True
             return None
-        index = len(self._audit)
-        if self._audit and self._audit[-1].seq >= seq:
-            index = bisect.bisect_left([r.seq for r in self._audit], seq)
-        if index < len(self._audit) and self._audit[index].seq == seq:
-            return None
-        self._audit.insert(index, record)
-        if len(self._audit) > self.audit_keep:
-            del self._audit[: len(self._audit) - self.audit_keep]
-        return record
+        return record if insert_in_order(self._audit, record, self.audit_keep) else None

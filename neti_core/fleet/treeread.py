@@ -3,7 +3,10 @@ for the tracker to decode, and the audit entries' sequence numbers."""
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
+
+from neti_core.fleet.state import AuditRecord
 
 AUDIT_KEEP = 1000
 
@@ -35,3 +38,17 @@ def audit_seq(name: str) -> int | None:
     """``entry-0000000042`` → 42; None for anything else."""
     prefix, _, digits = name.rpartition("-")
     return int(digits) if prefix == "entry" and digits.isdigit() else None
+
+
+def insert_in_order(audit: list[AuditRecord], record: AuditRecord, keep: int) -> bool:
+    """Insert by sequence number (entries can arrive out of order), keeping the newest ``keep``;
+    False if that number is already there."""
+    index = len(audit)
+    if audit and audit[-1].seq >= record.seq:
+        index = bisect.bisect_left([r.seq for r in audit], record.seq)
+    if index < len(audit) and audit[index].seq == record.seq:
+        return False
+    audit.insert(index, record)
+    if len(audit) > keep:
+        del audit[: len(audit) - keep]
+    return True
