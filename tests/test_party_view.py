@@ -77,3 +77,22 @@ def test_an_entry_only_in_ip_map_is_found_by_the_poll_and_followed_until_it_leav
     wait_for(lambda: not ({legacy, another} & {e.node_name for e in view.snapshot().party.entries}),
              timeout=20, what="the old agent's entries gone from the view")
     view.close()
+
+
+def test_a_deleted_bucket_leaves_its_members_in_the_party_through_ip_map(zk, zk_paths):
+    first = MirroredParty(zk, zk_paths, _member(1))
+    first.join()  # creates the buckets
+    lost = MirroredParty(zk, zk_paths, _member(2))
+    bucket = f"{zk_paths.members}/{bucket_of(_member(2).identifier())}"
+    zk.delete(bucket, recursive=True)  # an operator's slip
+    lost.join()
+    assert not lost.mirrored and zk.exists(lost.party_path), "joined through ip-map alone"
+    view, _ = _view(zk, zk_paths)
+    try:
+        assert {e.node_name for e in view.snapshot().party.entries} == {first.node_name, lost.node_name}
+        zk.create(bucket)  # back: the next self-heal adds the twin
+        assert lost.restore() and lost.mirrored and zk.exists(lost.mirror_path)
+        wait_for(lambda: {e.node_name for e in view.snapshot().party.entries}
+                 == {first.node_name, lost.node_name}, what="still both members")
+    finally:
+        view.close()

@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Callable
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException, NoAuthError, NodeExistsError
+from kazoo.exceptions import KazooException, NoAuthError, NodeExistsError, NoNodeError, RolledBackError
 from kazoo.protocol.states import KazooState
 
 from neti_core.config import ZkPaths
@@ -110,8 +110,8 @@ class MirroredParty:
         with self._lock:
             if not self._active:
                 return False
-            if not self.mirrored:  # an operator may have created the buckets since we joined
-                self.mirrored = self.client.exists(f"{self.paths.members}/{ALL_BUCKETS[-1]}") is not None
+            if not self.mirrored:  # an operator may have (re)created our bucket since we joined
+                self.mirrored = self.client.exists(self._bucket_path) is not None
             restored = self._create_missing()
             if watch is not None:
                 for path in self._own_paths():
@@ -131,6 +131,10 @@ class MirroredParty:
             # the session removes both ephemeral entries anyway.
             transaction.commit()
 
+    @property
+    def _bucket_path(self) -> str:
+        return self.mirror_path.rsplit("/", 1)[0]
+
     def _own_paths(self) -> tuple[str, ...]:
         return (self.party_path, self.mirror_path) if self.mirrored else (self.party_path,)
 
@@ -142,7 +146,14 @@ class MirroredParty:
         for path in missing:
             add_owned_ephemeral(transaction, path)
         results = transaction.commit()
-        failed = [r for r in results if isinstance(r, Exception)]
+        failed = [r for r in results if isinstance(r, Exception) and not isinstance(r, RolledBackError)]
+        if failed and self.mirror_path in missing and isinstance(failed[0], NoNodeError) \
+                and self.client.exists(self._bucket_path) is None:
+            # Our bucket was deleted (an operator's slip): still be a member, through ip-map alone,
+            # as an older agent is; self-heal adds the twin once the bucket is back.
+            log.warning("%s is missing: joining ip-map only until it is back", self._bucket_path)
+            self.mirrored = False
+            return self._create_missing()
         if failed:
             raise failed[0]
         if len(missing) == 1:
