@@ -11,7 +11,6 @@ strict and every failure is a :class:`MalformedEntryError`, never any other exce
 from __future__ import annotations
 
 import enum
-import ipaddress
 import re
 from dataclasses import dataclass
 from ipaddress import IPv4Address
@@ -21,7 +20,8 @@ from neti_core.errors import MalformedEntryError
 _UUID_HEX = re.compile(r"[0-9a-f]{32}")
 # EC2 instance ids: i- followed by 8 (old) or 17 (current) lowercase hex digits.
 _INSTANCE_ID = re.compile(r"i-(?:[0-9a-f]{8}|[0-9a-f]{17})")
-_IPV4_TEXT = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # 0-255, no leading zero
+_IPV4_OCTETS = re.compile(r"\.".join([_OCTET] * 4))
 
 
 class Side(enum.StrEnum):
@@ -51,13 +51,16 @@ class Side(enum.StrEnum):
 
 
 def parse_ipv4(text: str) -> IPv4Address:
-    """A dotted-quad IPv4 address and nothing else (no whitespace, no leading zeros, no IPv6)."""
-    if not isinstance(text, str) or not _IPV4_TEXT.fullmatch(text):
+    """A dotted-quad IPv4 address and nothing else (no whitespace, no leading zeros, no IPv6).
+
+    The pattern checks every octet's range itself, so the address is built from its integer:
+    ``IPv4Address(text)`` re-parses each octet in Python, and the console parses ~90,000 addresses
+    when it reads a fleet of 10,000 (bench/console.py)."""
+    match = _IPV4_OCTETS.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
         raise MalformedEntryError(f"not an IPv4 address: {text!r}")
-    try:
-        return IPv4Address(text)
-    except ipaddress.AddressValueError as exc:
-        raise MalformedEntryError(f"not an IPv4 address: {text!r} ({exc})") from None
+    a, b, c, d = (int(octet) for octet in match.groups())
+    return IPv4Address((a << 24) | (b << 16) | (c << 8) | d)
 
 
 def validate_instance_id(text: str) -> str:

@@ -10,6 +10,7 @@ carries its ACL in the operation that creates it.
 from __future__ import annotations
 
 import logging
+import select
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ from typing import Any
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError, NoNodeError
+from kazoo.handlers.threading import SequentialThreadingHandler
+from kazoo.handlers.utils import fileobj_to_fd
 
 from neti_core.config import NetiConfig, ZkPaths
 from neti_core.errors import ConfigError, NetiError
@@ -25,6 +28,24 @@ from neti_core.zkacl import AGENT_ROLE, Credential, TreeAcl
 log = logging.getLogger(__name__)
 UNAUTHENTICATED_NOTE = ("the ZooKeeper control plane is unauthenticated (no zk_identity in neti.yml): "
                         "anyone who reaches ZooKeeper can change this fleet's firewalls")
+
+
+class PlainSelectHandler(SequentialThreadingHandler):  # type: ignore[misc]  # kazoo is untyped
+    """kazoo's threading handler, waiting on its sockets with one ``select(2)``.
+
+    kazoo's own ``select`` builds and closes an epoll selector on every call (so that descriptors
+    above 1024 work), and its connection thread calls it up to three times per reply. Measured
+    with 20,000 pipelined reads on the project's 2-core machine: 3.0-3.5 s with kazoo's, 2.1 s with
+    this. Descriptors beyond ``select``'s limit still go through kazoo's selector.
+    """
+
+    def select(self, rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None) -> Any:
+        if all(fileobj_to_fd(obj) < _SELECT_FD_LIMIT for obj in (*rlist, *wlist, *xlist)):
+            return select.select(rlist, wlist, xlist, timeout)
+        return super().select(rlist, wlist, xlist, timeout)
+
+
+_SELECT_FD_LIMIT = 1024  # FD_SETSIZE on Linux
 
 
 class CredentialsRefused(NetiError):
@@ -89,6 +110,7 @@ def make_client(config: NetiConfig, hosts: str, **kazoo_options: Any) -> KazooCl
     Raises ConfigError (one line) for an unreadable or world-readable secret file or a missing CA.
     """
     credentials = Credentials.from_config(config)
+    kazoo_options.setdefault("handler", PlainSelectHandler())
     client = KazooClient(hosts=hosts, auth_data=credentials.auth_data or None, **tls_options(config),
                          **kazoo_options)
     client.neti_credentials = credentials  # read by install_acl

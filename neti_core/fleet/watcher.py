@@ -50,6 +50,8 @@ _READ_TIMEOUT = 30.0
 # Statuses read before the first rows go on screen (a few screenfuls); the rest follow as updates.
 FIRST_SLICE = 300
 LOADING_COALESCE_SECONDS = 1.0
+# Reads of a progressive full read handled per queue item (see _load).
+LOADING_CHUNK = 250
 _ZK_STATES = {KazooState.CONNECTED: ZkState.CONNECTED, KazooState.SUSPENDED: ZkState.SUSPENDED,
               KazooState.LOST: ZkState.LOST}
 
@@ -179,9 +181,10 @@ class LiveFleet:
             self._handle_children(item[2], item[4])
         elif kind == "data":
             self._handle_data(item[2], item[3], item[4])
-        elif kind == "loading":  # the rest of a progressive full read
-            self._handle_data(item[2], item[3], item[4])
-            self._loaded_one()
+        elif kind == "loading":  # a chunk of the rest of a progressive full read
+            for name, result in zip(item[3], item[4], strict=True):
+                self._handle_data(item[2], name, result)
+            self._loaded(len(item[3]))
 
     def _handle_state(self, state: KazooState) -> None:
         self.model.set_zk_state(_ZK_STATES[state], self.clock())
@@ -265,22 +268,26 @@ class LiveFleet:
             names = [name for kind, name in later if kind == target]
             results = get_many(self.client, [f"{self._dir_path[target]}/{name}" for name in names],
                                watch=self._data_watchers.get(target))
-            for name, result in zip(names, results, strict=True):
-                self._put_result("loading", target, name, result)
+            # Handed over in chunks, in the order they were asked (and ZooKeeper answers): one queue
+            # item per chunk instead of a kazoo callback and a queue item per node, which on 2 cores
+            # cost more than the reads themselves (bench/console.py, full_table_s).
+            for start in range(0, len(names), LOADING_CHUNK):
+                self._queue.put(("loading", self._generation, target, names[start:start + LOADING_CHUNK],
+                                 results[start:start + LOADING_CHUNK]))
 
     def _get_async(self, target: str, name: str) -> Any:
         path = f"{self._dir_path[target]}/{name}"
         return self.client.get_async(path, watch=self._data_watchers.get(target))
 
-    def _loaded_one(self) -> None:
+    def _loaded(self, count: int) -> None:
         left, began, nodes = self._loading
-        self._loading = (left - 1, began, nodes)
-        if left == 1:
+        self._loading = (left - count, began, nodes)
+        if left == count:
             seconds = time.perf_counter() - began
-            self.model.loading_progress(1, seconds)
+            self.model.loading_progress(count, seconds)
             log.info("read %d nodes in %.2f s (first rows after %d)", nodes, seconds, FIRST_SLICE)
         else:
-            self.model.loading_progress(1)
+            self.model.loading_progress(count)
 
     def _newest_audit(self, names: Iterable[str]) -> list[str]:
         numbered = sorted((seq, name) for name in names if (seq := audit_seq(name)) is not None)
@@ -360,7 +367,7 @@ class LiveFleet:
 
     def _handle_data(self, target: str, name: str, result: Any) -> None:
         try:
-            data: bytes | None = result.get()[0]
+            data: bytes | None = result.get(timeout=_READ_TIMEOUT)[0]
         except NoNodeError:
             data = None
         if target in self._SINGLES:
