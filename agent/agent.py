@@ -326,8 +326,9 @@ class Agent:
         if plan.guard_tripped:
             if self.applied.guard is None:
                 self.metrics.guard_trips.inc()
-                log.warning("mass-change guard: %d removals held (maxchange %d)",
-                            plan.blocked_removals, plan.maxchange)
+                log.warning("mass-change guard: %d removals held (maxchange %s: at most %d of %d)",
+                            plan.blocked_removals, plan.maxchange_setting, plan.maxchange,
+                            len(self.tracker.applied))
                 self.applied.guard = GuardState(plan.blocked_removals, plan.maxchange, time.time())
             else:
                 self.applied.guard = GuardState(plan.blocked_removals, plan.maxchange,

@@ -22,9 +22,10 @@ from kazoo.recipe.watchers import DataWatch
 from agent.last_good import load_last_good, save_last_good
 from neti_core.config import ZkPaths
 from neti_core.errors import MalformedEntryError
+from neti_core.maxchange import DEFAULT_MAXCHANGE as DEFAULT_GUARD_LIMIT
+from neti_core.maxchange import MaxChange, decode_guard_limit
 from neti_core.schema import (
     DEFAULT_INTERVAL_SECONDS,
-    DEFAULT_MAXCHANGE,
     FleetDefaults,
     RejectAllOverride,
     RejectAllSource,
@@ -48,7 +49,8 @@ class _Kind:
 _KINDS: dict[str, _Kind] = {
     "host": _Kind(RejectAllOverride.from_json, None, "using neti.yml's reject_all"),
     "fleet": _Kind(FleetDefaults.from_json, None, "using neti.yml's reject_all"),
-    "maxchange": _Kind(decode_maxchange, DEFAULT_MAXCHANGE, f"using the default {DEFAULT_MAXCHANGE}"),
+    "maxchange": _Kind(lambda data: decode_guard_limit(data, decode_maxchange), DEFAULT_GUARD_LIMIT,
+                       f"using the default {DEFAULT_GUARD_LIMIT}"),
     "interval": _Kind(decode_interval, DEFAULT_INTERVAL_SECONDS,
                       f"using the default {DEFAULT_INTERVAL_SECONDS:g} s"),
 }
@@ -103,7 +105,7 @@ class ControlSnapshot:
     host_version: int | None   # mzxid of the host override: identifies one instruction
     fleet: FleetDefaults | None
     fleet_version: int | None
-    maxchange: int
+    maxchange: MaxChange
     interval: float
     problems: tuple[str, ...]
 
@@ -116,7 +118,7 @@ class ControlSnapshot:
 
 def snapshot_of(slots: dict[str, Slot]) -> ControlSnapshot:
     return ControlSnapshot(slots["host"].value, slots["host"].version, slots["fleet"].value,
-                           slots["fleet"].version, int(slots["maxchange"].value),
+                           slots["fleet"].version, slots["maxchange"].value,
                            float(slots["interval"].value),
                            tuple(s.problem for s in slots.values() if s.problem))
 

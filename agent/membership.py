@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from neti_core.errors import MalformedEntryError
+from neti_core.maxchange import MaxChange
 from neti_core.members import Member, parse_identifier
 
 
@@ -30,7 +31,8 @@ class MembershipPlan:
     in_grace: int                 # vanished, still programmed until their grace period ends
     removed: int                  # vanished and dropped by this plan
     blocked_removals: int         # vanished members the guard holds (0: the guard is not tripped)
-    maxchange: int
+    maxchange: int                # the limit this plan applied (a share resolved to a count)
+    maxchange_setting: str        # as configured: "20" or "10%"
     next_expiry: float | None     # monotonic time at which a grace period ends
 
     @property
@@ -46,7 +48,11 @@ class MembershipTracker:
         self.applied: dict[str, Member] = {member_key(m): m for m in applied}
         self._vanished_since: dict[str, float] = {}
 
-    def plan(self, live: Sequence[Member], now: float, maxchange: int) -> MembershipPlan:
+    def plan(self, live: Sequence[Member], now: float, maxchange: MaxChange | int) -> MembershipPlan:
+        """``maxchange`` as a share is of the members last programmed: the fleet before the loss."""
+        if isinstance(maxchange, int):
+            maxchange = MaxChange(count=maxchange)
+        limit = maxchange.limit(len(self.applied))
         live_by_key = {member_key(m): m for m in live}
         for key in live_by_key:
             self._vanished_since.pop(key, None)
@@ -57,7 +63,7 @@ class MembershipTracker:
         expired = [k for k in gone if now - self._vanished_since[k] >= self.grace_seconds]
         # The guard counts every member that would be removed, whether its grace period has run out
         # or not: a mass outage shows up as staggered session expiries, never as one big step.
-        tripped = len(gone) > maxchange
+        tripped = len(gone) > limit
         blocked = expired if tripped else []
         # Live entries win an overlay IP over kept ones (a host that came back with new addresses).
         by_overlay: dict[object, Member] = {}
@@ -70,7 +76,8 @@ class MembershipTracker:
             in_grace=len(in_grace),
             removed=len(expired) - len(blocked),
             blocked_removals=len(gone) if tripped else 0,  # all of them are held, in grace or not
-            maxchange=maxchange,
+            maxchange=limit,
+            maxchange_setting=str(maxchange),
             next_expiry=min(expiries) if expiries else None,
         )
 

@@ -63,9 +63,20 @@ def _read_number(client: KazooClient, path: str, default: float,
 
 
 def read_params(client: KazooClient, paths: ZkPaths) -> ZkParams:
-    """Read ``maxchange`` and ``interval``; write the defaults when the nodes are absent."""
+    """Read ``maxchange`` and ``interval``; write the interval's default when it is absent.
+
+    ``maxchange`` is an operator's node (DESIGN.md "Trust"): absent, the agent's guard uses its
+    default share (neti_core/maxchange.py) and the agent writes nothing there. A share ("10%")
+    is the guard's to read; here only a count is reported.
+    """
     problems: list[str] = []
-    maxchange = _read_number(client, paths.maxchange, DEFAULT_MAXCHANGE, decode_maxchange, problems)
+    data = client.get(paths.maxchange)[0] if client.exists(paths.maxchange) else None
+    maxchange = DEFAULT_MAXCHANGE
+    if data and not data.strip().endswith(b"%"):
+        try:
+            maxchange = decode_maxchange(data)
+        except MalformedEntryError as exc:
+            problems.append(f"{exc}; using the guard's default until a good value is read")
     interval = _read_number(client, paths.interval, DEFAULT_INTERVAL_SECONDS, decode_interval, problems)
     return ZkParams(int(maxchange), float(interval), tuple(problems))
 

@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from neti_core.errors import NetiError
+from neti_core.errors import MalformedEntryError, NetiError
+from neti_core.maxchange import parse_maxchange
 from neti_core.schema import AuditEntry
 
 
@@ -56,7 +57,8 @@ def revert_slots(entry: AuditEntry) -> dict[str, tuple[Any, Any]]:
     else:
         slots = {entry.target: (entry.before, entry.after)}
     for target, (before, _) in slots.items():
-        if before == "malformed" or (entry.action == "maxchange.set" and isinstance(before, str)):
+        if before == "malformed" or (entry.action == "maxchange.set" and isinstance(before, str)
+                                     and not _is_share(before)):
             raise RevertRefused(f"{target} held a malformed value before entry; there is nothing to restore")
     return slots
 
@@ -76,3 +78,11 @@ def shown(value: Any) -> str:
 
 def when(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(timestamp))
+
+
+def _is_share(text: str) -> bool:
+    """A percentage ``maxchange`` ("10%") is a value to restore, not a malformed one."""
+    try:
+        return parse_maxchange(text).percent is not None
+    except MalformedEntryError:
+        return False

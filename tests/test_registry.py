@@ -158,9 +158,9 @@ def test_audit_reports_and_repair_fixes_half_written_pairs(zk, zk_paths):
 
 def test_params_are_written_with_defaults_and_read_back(zk, zk_paths):
     params = read_params(zk, zk_paths)
-    assert (params.maxchange, params.interval, params.problems) == (20, 1.0, ())
-    assert zk.get(zk_paths.maxchange)[0] == b"20"
-    zk.set(zk_paths.maxchange, b"50")
+    assert (params.interval, params.problems) == (1.0, ())
+    assert not zk.exists(zk_paths.maxchange), "maxchange is the operators' node: the agent writes none"
+    zk.create(zk_paths.maxchange, b"50")
     zk.set(zk_paths.interval, b"2.5")
     params = read_params(zk, zk_paths)
     assert (params.maxchange, params.interval) == (50, 2.5)
