@@ -17,11 +17,13 @@ from neti_core.config import NetiConfig
 from neti_core.errors import ConfigError, NetiError
 from neti_core.zkclient import CredentialsRefused
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # botocore is loaded only when the agent runs, not for --help/--version
     from neti_core.firewall.protocol import FirewallBackend
     from neti_core.imds import Identity
 
 PROG = "neti-agent"
+# How long start-up waits for the metadata service before exiting (systemd then restarts it).
+STARTUP_WAIT_SECONDS = 300.0
 log = logging.getLogger("neti.agent")
 
 
@@ -53,12 +55,25 @@ def setup_logging(config: NetiConfig, verbose: bool) -> None:
     logging.getLogger("botocore").setLevel(logging.WARNING)
 
 
+def wait_for_identity(config: NetiConfig) -> Identity:
+    """The metadata service throttles and answers late at boot: wait for it, within a bound."""
+    from agent.retry import GaveUp, retry_transient
+    from neti_core.imds import MetadataError, fetch_identity
+
+    try:
+        return retry_transient(lambda: fetch_identity(config.imds_url, config.imds_timeout_seconds),
+                               what=f"the metadata service at {config.imds_url}",
+                               is_transient=lambda exc: getattr(exc, "transient", False),
+                               give_up_after=STARTUP_WAIT_SECONDS, logger=log)
+    except GaveUp as exc:
+        raise MetadataError(str(exc)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = load_config_or_exit(PROG, args.config)
     setup_logging(config, args.verbose)
     from neti_core.firewall.base import make_backend
-    from neti_core.imds import fetch_identity_patiently
 
     try:
         backend = make_backend(config)
@@ -66,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             backend.flush()
             print(f"{PROG}: removed Neti's chains and set; other rules untouched")
             return 0
-        identity = fetch_identity_patiently(config.imds_url, config.imds_timeout_seconds)
+        identity = wait_for_identity(config)
     except NetiError as exc:
         fail(PROG, str(exc), status=1)
     if args.dry_run:

@@ -21,14 +21,33 @@ from neti_core.config import NetiConfig
 
 log = logging.getLogger(__name__)
 TAG_JITTER_SECONDS = 20.0
+EC2_WAIT_SECONDS = 600.0  # past botocore's own 5 tries: throttled or unreachable for minutes
+# What waiting cannot fix: the keys or the role are wrong, or the instance is not this account's.
+_PERMANENT_EC2_ERRORS = frozenset({"AuthFailure", "UnauthorizedOperation", "InvalidClientTokenId",
+                                   "SignatureDoesNotMatch", "OptInRequired",
+                                   "InvalidInstanceID.Malformed", "InvalidInstanceID.NotFound"})
+
+
+def ec2_transient(exc: Exception) -> bool:
+    """Throttling, 5xx and unreachable endpoints pass; bad credentials and bad ids do not."""
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code", "") not in _PERMANENT_EC2_ERRORS
+    return isinstance(exc, (EndpointConnectionError, ConnectionError, TimeoutError)) and \
+        not isinstance(exc, NoCredentialsError)
 
 
 def tag_instance_now(config: NetiConfig, instance_id: str, overlay_ip: str) -> bool:
+    from agent.retry import retry_transient
     from neti_core.aws import ec2_client, tag_instance
 
     try:
         client = ec2_client(config)
-        tag_instance(client, instance_id, {"overlay_ip": overlay_ip, "neti_version": __version__})
+        retry_transient(lambda: tag_instance(client, instance_id,
+                                             {"overlay_ip": overlay_ip, "neti_version": __version__}),
+                        what="the EC2 API", is_transient=ec2_transient, give_up_after=EC2_WAIT_SECONDS,
+                        logger=log)
     except Exception as exc:  # any AWS failure is only worth a warning here
         log.warning("could not tag %s with overlay_ip/neti_version: %s", instance_id, exc)
         return False

@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 class MetadataError(NetiError):
     """The metadata service is unreachable, refuses a token, or answers something malformed."""
 
+    @property
+    def transient(self) -> bool:
+        """Waiting may fix it (unreachable, slow, throttled, 5xx): the agent waits; else it exits."""
+        return isinstance(self, MetadataUnavailable)
+
 
 class MetadataUnavailable(MetadataError):
     """The service did not answer (yet): worth asking again, unlike an answer that does not parse."""
@@ -56,7 +61,9 @@ class _Fetcher(IMDSFetcher):  # type: ignore[misc]  # botocore is untyped (see p
         if response.status_code == 404 and missing_ok:
             return None
         if response.status_code != 200:
-            raise MetadataError(f"metadata {path}: HTTP {response.status_code}")
+            # 429 (throttled), 5xx and 401 (the token expired under us) pass; a 404 is a fact.
+            kind = MetadataError if response.status_code == 404 else MetadataUnavailable
+            raise kind(f"metadata {path}: HTTP {response.status_code}")
         return str(response.text).strip()
 
 

@@ -11,6 +11,7 @@ import argparse
 import json
 import secrets
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -46,7 +47,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _throttled(self) -> bool:
+        """EC2's service throttles under load (HTTP 429); the lab can play that for a while."""
+        if time.monotonic() < self.server.throttle_until:
+            self.server.throttled += 1
+            self._reply(HTTPStatus.TOO_MANY_REQUESTS)
+            return True
+        return False
+
     def do_PUT(self) -> None:
+        if self._throttled():
+            return
         if self.path != "/latest/api/token" or not self.headers.get(_TTL_HEADER):
             self._reply(HTTPStatus.BAD_REQUEST)
             return
@@ -55,6 +66,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(HTTPStatus.OK, token)
 
     def do_GET(self) -> None:
+        if self._throttled():
+            return
         if self.headers.get(_TOKEN_HEADER) not in self.server.tokens:
             self._reply(HTTPStatus.UNAUTHORIZED)
             return
@@ -73,6 +86,8 @@ class ImdsServer(ThreadingHTTPServer):
         super().__init__((host, port), _Handler)
         self.tree = tree
         self.tokens: set[str] = set()
+        self.throttle_until = 0.0  # monotonic; until then every request gets 429
+        self.throttled = 0
         self._thread: threading.Thread | None = None
 
     @property
