@@ -54,7 +54,8 @@ def add_parser(subparsers: Subparsers) -> None:
     zk.set_defaults(handler=lambda a: _drill(a, f"zk-{a.action}"))
     for name, text in (("cut", "cut one host off ZooKeeper"), ("heal", "reconnect a cut host"),
                        ("adopt", "install Neti on an instance that runs without it"),
-                       ("break", "flush a host's Neti rules, as an operator with iptables -F would")):
+                       ("break", "flush a host's Neti rules, as an operator with iptables -F would"),
+                       ("kill", "kill -9 a host's agent (the lab restarts it, as systemd would)")):
         drill = commands.add_parser(name, help=text)
         drill.add_argument("host", help="host name, e.g. app-007")
         drill.set_defaults(handler=lambda a, name=name: _drill(a, name, host=a.host))
@@ -260,19 +261,23 @@ def _status(args: argparse.Namespace) -> int:
                "ec2_api": f"http://127.0.0.1:{state.moto_port}", "agents": agents, "in_sync": in_sync,
                "instances": len(rows), "rss_mb": round(_lab_rss_mb(state), 1),
                "console_config": state.console_config, "security_group": state.security_group,
-               "security_groups": state.security_groups, "ranges_file": state.ranges_file}
+               "security_groups": state.security_groups, "ranges_file": state.ranges_file,
+               "agent_restarts": sum(int(h.get("restarts") or 0) for h in state.hosts)}
     if args.json:
         print(json.dumps({**summary, "hosts": rows, "problems": list(problems)}))
         return 0 if in_sync == agents else 1
     for row in rows:
         state_text = ("in sync" if row.get("in_sync") else row.get("error") or "lagging") \
             if row["agent"] else "no agent (unregistered)"
+        restarts = f"  restarted {row['restarts']}x (last exit {row.get('last_exit')})" \
+            if row.get("restarts") else ""
         print(f"{row['name']:10} {row['instance_id']:20} {row['side']:4} {row['private']:15} "
-              f"{row['public']:15} {row.get('overlay') or '-':15} {state_text}")
+              f"{row['public']:15} {row.get('overlay') or '-':15} {state_text}{restarts}")
     for problem in problems:
         print(f"problem: {problem}")
     print(f"{summary['phase']} ({summary['mode']}): {in_sync}/{agents} agents in sync, "
-          f"{len(rows)} instances; ZooKeeper {summary['zookeeper']}; {summary['rss_mb']:.0f} MB")
+          f"{len(rows)} instances; ZooKeeper {summary['zookeeper']}; {summary['rss_mb']:.0f} MB; "
+          f"{summary['agent_restarts']} agent restarts by the lab")
     print(f"console: {console_command(state)}")
     print(f"security groups: {', '.join(f'{n} {g}' for n, g in state.security_groups.items())}")
     print(f"open the fleet to AWS's ranges: {aws_ranges_command(state)}")

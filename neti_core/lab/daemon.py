@@ -35,6 +35,7 @@ from neti_core.lab.plan import EC2_PRIVATE, OUTSIDE, VPC_PRIVATE, HostPlan, plan
 from neti_core.lab.rpc import ControlServer
 from neti_core.lab.simnet import Segments, SimHost, SimNetwork
 from neti_core.lab.state import LabState, write_state
+from neti_core.lab.supervisor import AgentSupervisor
 from neti_core.lab.trust import LabTrust
 from neti_core.lab.zkserver import ZooKeeperServer
 from neti_core.members import Side, parse_ipv4
@@ -71,12 +72,34 @@ class LabHost:
     public: IPv4Address
     sim: SimInstance | None = None
     netns: str | None = None
+    supervised: bool = False  # True once its agent runs: the supervisor restarts it if it exits
+    restarts: int = 0
+    last_exit: int | None = None
+    died_at: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.plan.name
+
+    def exit_code(self) -> int | None:
+        process = self.sim.process if self.sim is not None else None
+        return None if process is None else process.poll()
+
+    def restart(self) -> None:
+        assert self.sim is not None
+        self.sim.start_agent()
+
+    def start_agent(self) -> None:
+        assert self.sim is not None
+        self.sim.start_agent()
+        self.supervised = True
 
     def record(self) -> dict[str, Any]:
         return {"name": self.plan.name, "instance_id": self.instance_id, "side": self.plan.side.value,
                 "private": str(self.plan.private), "public": str(self.public),
                 "agent": self.plan.runs_agent, "netns": self.netns,
-                "pid": self.sim.process.pid if self.sim and self.sim.process else None}
+                "pid": self.sim.process.pid if self.sim and self.sim.process else None,
+                "restarts": self.restarts, "last_exit": self.last_exit}
 
 
 class Lab:
@@ -102,6 +125,7 @@ class Lab:
         self.next_index = 1
         self.image_id = ""
         self.stopped = threading.Event()
+        self.supervisor = AgentSupervisor(lambda: list(self.hosts.values()), self.lock, self.save)
 
     # --- bring-up ---------------------------------------------------------------------------------
 
@@ -136,8 +160,9 @@ class Lab:
         self.save(progress=f"starting {sum(p.runs_agent for p in plans)} agents")
         for host in list(self.hosts.values()):
             if host.sim is not None:
-                host.sim.start_agent()
+                host.start_agent()
         self.next_index = len(plans) + 1
+        self.supervisor.start()
         self.save(phase="ready", progress=f"{len(plans)} instances launched")
 
     def _seed_networks(self) -> None:
@@ -229,12 +254,13 @@ class Lab:
             host.sim.prepare(("127.0.0.1", self.zk.port), settings,
                              ec2_target=("127.0.0.1", self.moto.port))
             if start_agent:
-                host.sim.start_agent()
+                host.start_agent()
         return host
 
     def terminate(self, name: str) -> None:
         with self.lock:
             host = self.hosts.pop(name)
+            host.supervised = False
         self.ec2.terminate_instances(InstanceIds=[host.instance_id])
         if host.sim is not None:
             host.sim.cleanup()
@@ -249,6 +275,7 @@ class Lab:
                     "cut": lambda: self._cut(request["host"], True),
                     "heal": lambda: self._cut(request["host"], False),
                     "break": lambda: self._break(request["host"]),
+                    "kill": lambda: self._kill_agent(request["host"]),
                     "adopt": lambda: self._adopt(request["host"]),
                     "churn": lambda: self._churn(int(request.get("count", 1)),
                                                  float(request.get("rate", 1))),
@@ -288,6 +315,17 @@ class Lab:
         else:
             sim.zk_portal.unblock()
         return {"message": f"{name} {'cut off from' if cut else 'reconnected to'} ZooKeeper"}
+
+    def _kill_agent(self, name: str) -> dict[str, Any]:
+        """SIGKILL the host's agent, as an OOM kill would; the supervisor restarts it."""
+        sim = self._agent_host(name).sim
+        assert sim is not None
+        pid = sim.process.pid if sim.process is not None else None
+        if pid is None or sim.process is None or sim.process.poll() is not None:
+            return {"ok": False, "error": f"{name}: its agent is not running"}
+        os.killpg(pid, signal.SIGKILL)
+        return {"message": f"{name}: agent (pid {pid}) killed with SIGKILL; the lab restarts it in "
+                           f"{self.supervisor.restart_seconds:.0f} s", "pid": pid}
 
     def _break(self, name: str) -> dict[str, Any]:
         sim = self._agent_host(name).sim
@@ -341,6 +379,7 @@ class Lab:
     def shutdown(self) -> None:
         """Stop every agent and service, delete every namespace, then the state directory."""
         self.save(phase="stopping")
+        self.supervisor.stop()
         hosts = [host.sim for host in list(self.hosts.values()) if host.sim is not None]
         for sim in hosts:
             sim.request_stop()
