@@ -14,7 +14,10 @@ pytestmark = pytest.mark.netns
 
 
 def _status(env) -> dict:
-    return json.loads(_neti(env, "lab", "status", "--json").stdout)
+    """The status document; under load ZooKeeper can miss the 5 s the status allows: ask again."""
+    return wait_for(lambda: (doc := json.loads(_neti(env, "lab", "status", "--json").stdout))
+                    and "members" in (doc["hosts"][0] if doc["hosts"] else {"members": 0}) and doc,
+                    timeout=60, what="a lab status read from ZooKeeper")
 
 
 def test_an_agent_killed_with_9_is_restarted_by_the_lab_and_back_in_sync(lab_env):  # noqa: F811
@@ -33,3 +36,62 @@ def test_an_agent_killed_with_9_is_restarted_by_the_lab_and_back_in_sync(lab_env
     text = _neti(env, "lab", "status").stdout
     assert "restarted 1x (last exit -9)" in text and "1 agent restarts by the lab" in text
     subprocess.run(["kill", "-0", str(row["pid"])], check=True)
+
+
+def _ipset(netns: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", netns, "ipset", "list", "ec2_whitelist"],
+                          capture_output=True, text=True, check=False).stdout
+
+
+@pytest.mark.slow
+def test_half_of_an_8_host_lab_gone_trips_the_guard_on_every_survivor_by_default(lab_env):  # noqa: F811
+    """The old absolute 20 never tripped here; the default 10% does, and holds every removal."""
+    from kazoo.client import KazooClient
+
+    from neti_core.config import ZkPaths
+    from neti_core.lab.state import read_state
+    from neti_core.operator_actions import FleetControl
+
+    env, _, directory = lab_env
+    up = _neti(env, "lab", "up", "--hosts", "8", "--vpc", "0", "--unregistered", "0", "--no-console")
+    assert up.returncode == 0, up.stdout + up.stderr
+    hosts = sorted(_status(env)["hosts"], key=lambda h: h["name"])
+    gone, survivors = hosts[:4], [h["name"] for h in hosts[4:]]
+    for host in gone:  # their agents lose ZooKeeper: their sessions expire, their entries vanish
+        assert _neti(env, "lab", "cut", host["name"]).returncode == 0
+
+    def survivors_held(status: dict) -> bool:
+        rows = {h["name"]: h for h in status["hosts"]}
+        return all(rows[n]["guard"] == {"blocked_removals": 4, "maxchange": 1} and rows[n]["members"] == 8
+                   for n in survivors)
+
+    status = wait_for(lambda: survivors_held(s := _status(env)) and s, timeout=120,
+                      what="the guard tripped on every survivor")
+    assert status["maxchange"] == "10%" and status["guard_tripped"] == 4
+    assert "guard holds 4 removals (limit 1)" in _neti(env, "lab", "status").stdout
+    survivor_ns = next(h["netns"] for h in hosts if h["name"] == survivors[0])
+    assert all(h["private"] in _ipset(survivor_ns) for h in gone), "nothing removed while it holds"
+
+    for host in gone:  # the members return: the guard clears, nothing was ever removed
+        assert _neti(env, "lab", "heal", host["name"]).returncode == 0
+    wait_for(lambda: (s := _status(env))["in_sync"] == 8 and s["guard_tripped"] == 0, timeout=120,
+             what="the guard cleared once the members returned")
+
+    for host in gone:
+        assert _neti(env, "lab", "cut", host["name"]).returncode == 0
+    wait_for(lambda: survivors_held(_status(env)), timeout=120, what="the guard tripped again")
+    state = read_state(directory)
+    client = KazooClient(hosts=f"127.0.0.1:{state.zk_port}")
+    client.start(timeout=10)
+    try:  # an operator raises the limit: the removals go through after their grace period
+        FleetControl(client, ZkPaths.under(state.zk_prefix), "test").set_maxchange("50%", why="rack move")
+    finally:
+        client.stop()
+        client.close()
+
+    def removed(status: dict) -> bool:
+        rows = {h["name"]: h for h in status["hosts"]}
+        return all(rows[n]["guard"] is None and rows[n]["members"] == 4 for n in survivors)
+
+    wait_for(lambda: removed(_status(env)), timeout=120, what="the removals released by the operator")
+    assert not any(h["private"] in _ipset(survivor_ns) for h in gone)

@@ -187,7 +187,10 @@ def fleet_view(state: LabState, timeout: float = 5) -> tuple[int, int, list[dict
                     "reject_all": status.reject_all if status else None,
                     "backend": status.backend if status else None,
                     "state": fleet_row.state_label if fleet_row else "no agent",
-                    "error": None if synced else _why(fleet_row)}
+                    "error": None if synced else _why(fleet_row),
+                    "members": status.members if status else None,
+                    "guard": {"blocked_removals": status.guard.blocked_removals,
+                              "maxchange": status.guard.maxchange} if status and status.guard else None}
         rows.append(row)
     strangers = [f"{key}: {row.state_label}" + (f" ({row.detail})" if row.detail else "")
                  for key, row in sorted(snapshot.rows.items()) if key not in lab_ids]
@@ -255,20 +258,26 @@ def _status(args: argparse.Namespace) -> int:
     except Exception as exc:
         rows = [dict(h) for h in state.hosts]
         in_sync, agents = 0, sum(1 for h in state.hosts if h["agent"])
-        _say(f"ZooKeeper at 127.0.0.1:{state.zk_port} unreachable ({exc}): agents keep their rules; "
-             f"nothing can be shown in sync")
+        # On stderr: with --json, stdout carries only the document.
+        print(f"lab: ZooKeeper at 127.0.0.1:{state.zk_port} unreachable ({exc}): agents keep their rules; "
+              f"nothing can be shown in sync", file=sys.stderr, flush=True)
+    maxchange = _maxchange_setting(state)
     summary = {"phase": state.phase, "mode": state.mode, "zookeeper": f"127.0.0.1:{state.zk_port}",
                "ec2_api": f"http://127.0.0.1:{state.moto_port}", "agents": agents, "in_sync": in_sync,
                "instances": len(rows), "rss_mb": round(_lab_rss_mb(state), 1),
                "console_config": state.console_config, "security_group": state.security_group,
                "security_groups": state.security_groups, "ranges_file": state.ranges_file,
-               "agent_restarts": sum(int(h.get("restarts") or 0) for h in state.hosts)}
+               "agent_restarts": sum(int(h.get("restarts") or 0) for h in state.hosts),
+               "maxchange": maxchange, "guard_tripped": sum(1 for r in rows if r.get("guard"))}
     if args.json:
         print(json.dumps({**summary, "hosts": rows, "problems": list(problems)}))
         return 0 if in_sync == agents else 1
     for row in rows:
         state_text = ("in sync" if row.get("in_sync") else row.get("error") or "lagging") \
             if row["agent"] else "no agent (unregistered)"
+        guard = row.get("guard")
+        if guard:
+            state_text += f"; guard holds {guard['blocked_removals']} removals (limit {guard['maxchange']})"
         restarts = f"  restarted {row['restarts']}x (last exit {row.get('last_exit')})" \
             if row.get("restarts") else ""
         print(f"{row['name']:10} {row['instance_id']:20} {row['side']:4} {row['private']:15} "
@@ -278,11 +287,32 @@ def _status(args: argparse.Namespace) -> int:
     print(f"{summary['phase']} ({summary['mode']}): {in_sync}/{agents} agents in sync, "
           f"{len(rows)} instances; ZooKeeper {summary['zookeeper']}; {summary['rss_mb']:.0f} MB; "
           f"{summary['agent_restarts']} agent restarts by the lab")
+    print(f"mass-change guard: maxchange {maxchange}; tripped on {summary['guard_tripped']} agents")
     print(f"console: {console_command(state)}")
     print(f"security groups: {', '.join(f'{n} {g}' for n, g in state.security_groups.items())}")
     print(f"open the fleet to AWS's ranges: {aws_ranges_command(state)}")
     print(f"ZooKeeper and its proxies: {zk_proxy_command(state)}")
     return 0 if in_sync == agents else 1
+
+
+def _maxchange_setting(state: LabState) -> str:
+    """The guard's limit as set in ZooKeeper ("10%" when absent), or "unknown" without it."""
+    from kazoo.client import KazooClient
+
+    from neti_core.config import ZkPaths
+    from neti_core.maxchange import decode_maxchange
+
+    client = KazooClient(hosts=f"127.0.0.1:{state.zk_port}")
+    try:
+        client.start(timeout=5)
+        path = ZkPaths.under(state.zk_prefix).maxchange
+        value, problem = decode_maxchange(client.get(path)[0] if client.exists(path) else None)
+        return f"{value} ({problem})" if problem else str(value)
+    except Exception:
+        return "unknown (ZooKeeper unreachable)"
+    finally:
+        client.stop()
+        client.close()
 
 
 def _down(args: argparse.Namespace) -> int:
