@@ -1,0 +1,47 @@
+"""The chaos schedule is a pure function of its seed (issue 14)."""
+
+from __future__ import annotations
+
+from neti_core.lab.chaos_plan import KINDS, UNDO, plan_chaos
+
+
+def test_same_seed_same_schedule_and_another_seed_differs():
+    assert plan_chaos(1, 5, 12) == plan_chaos(1, 5, 12)
+    assert plan_chaos(1, 5, 12).steps != plan_chaos(2, 5, 12).steps
+
+
+def test_five_minutes_give_at_least_50_faults_of_6_kinds():
+    plan = plan_chaos(1, 5, 12, guard_limit=2)
+    kinds = plan.faults_by_kind()
+    assert sum(kinds.values()) >= 50 and len(kinds) >= 6, kinds
+    assert set(kinds) <= set(KINDS)
+
+
+def test_every_fault_is_undone_before_the_end_and_cuts_do_not_overlap():
+    for seed in range(20):
+        plan = plan_chaos(seed, 5, 12, guard_limit=2)
+        open_faults: dict[tuple[str, tuple[int, ...]], float] = {}
+        cut_open = 0
+        for step in plan.steps:
+            assert 0 <= step.at <= plan.seconds
+            if step.action in UNDO:
+                open_faults[(UNDO[step.action], step.slots)] = step.at
+            undone = [k for k, v in UNDO.items() if v == step.action]
+            if undone:
+                key = (step.action, step.slots)
+                assert key in open_faults, step
+                del open_faults[key]
+            if step.action == "cut":
+                cut_open += 1
+                assert cut_open == 1, f"seed {seed}: two single cuts at once at {step.at}"
+            if step.action == "heal":
+                cut_open -= 1
+        assert not open_faults, f"seed {seed}: left undone {open_faults}"
+        mass = next(s for s in plan.steps if s.action == "mass-cut")
+        assert len(mass.slots) > 2, "the mass cut is more than the guard allows"
+
+
+def test_churns_are_further_apart_than_the_removal_grace():
+    plan = plan_chaos(3, 10, 12)
+    churns = [s.at for s in plan.steps if s.action == "churn"]
+    assert all(b - a >= 45 for a, b in zip(churns, churns[1:], strict=False))
