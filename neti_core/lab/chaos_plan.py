@@ -50,14 +50,14 @@ def plan_chaos(seed: int, minutes: float, hosts: int, *, every: float = 5.0, gua
     mass_slots = tuple(rng.sample(range(hosts), min(hosts // 2, guard_limit + 2)))
     steps.append(Step(mass[0], "mass-cut", mass_slots))
     steps.append(Step(mass[1], "mass-heal", mass_slots))
-    last_churn, fleet_off = -churn_gap, 0.0
+    last_churn, fleet_off, cut_until = -churn_gap, 0.0, 0.0
     t = rng.uniform(2, every)
     while t < end - 30:  # the last 30 s: only undoing
         in_mass = mass[0] - 15 <= t <= mass[1] + 15
         free = [s for s in range(hosts) if busy_until.get(s, 0) < t and s not in mass_slots]
         kinds = [k for k in KINDS if k != "mass-cut"
                  and not (k == "churn" and (t - last_churn < churn_gap or in_mass))
-                 and not (k == "cut" and (in_mass or any(u > t for u in busy_until.values())))
+                 and not (k == "cut" and (in_mass or cut_until > t))
                  and not (k == "reject-fleet" and fleet_off > t)]
         kind = rng.choice(kinds)
         if kind == "churn":
@@ -72,6 +72,7 @@ def plan_chaos(seed: int, minutes: float, hosts: int, *, every: float = 5.0, gua
             if kind in UNDO:
                 done = min(t + rng.uniform(8, 20), end - 5)
                 busy_until[slot] = done
+                cut_until = done if kind == "cut" else cut_until
                 steps.append(Step(done, UNDO[kind], (slot,)))
             else:
                 busy_until[slot] = t + 12  # a killed or broken host settles before the next fault

@@ -63,6 +63,11 @@ def add_parser(subparsers: Subparsers) -> None:
     churn.add_argument("--count", type=int, default=3)
     churn.add_argument("--rate", type=float, default=1.0, help="hosts per second")
     churn.set_defaults(handler=lambda a: _drill(a, "churn", count=a.count, rate=a.rate))
+    chaos = commands.add_parser("chaos", help="a reproducible fault schedule, checked with real traffic")
+    chaos.add_argument("--minutes", type=float, default=5)
+    chaos.add_argument("--seed", type=int, default=1)
+    chaos.add_argument("--every", type=float, default=5.0, help="seconds between faults, on average")
+    chaos.set_defaults(handler=_chaos)
 
 
 def _say(message: str) -> None:
@@ -313,6 +318,15 @@ def _maxchange_setting(state: LabState) -> str:
     finally:
         client.stop()
         client.close()
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    from neti_core.lab.chaos import run_chaos
+
+    state = _running_state(args)
+    if state.mode != "netns":
+        fail(PROG, "chaos probes with real traffic: it needs a lab with namespaces (run as root)", status=1)
+    return run_chaos(args, state)
 
 
 def _down(args: argparse.Namespace) -> int:

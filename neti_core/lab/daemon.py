@@ -278,7 +278,7 @@ class Lab:
                     "kill": lambda: self._kill_agent(request["host"]),
                     "adopt": lambda: self._adopt(request["host"]),
                     "churn": lambda: self._churn(int(request.get("count", 1)),
-                                                 float(request.get("rate", 1))),
+                                                 float(request.get("rate", 1)), request.get("hosts")),
                     "shutdown": self._request_shutdown}
         if command not in handlers:
             return {"ok": False, "error": f"unknown command {command!r}"}
@@ -341,11 +341,12 @@ class Lab:
         return {"message": f"{name}: flushed NETI-INPUT and the member set; watch drift repair "
                            f"(within resync_seconds={AGENT_SETTINGS['resync_seconds']})"}
 
-    def _churn(self, count: int, rate: float) -> dict[str, Any]:
-        """Terminate ``count`` agent hosts and launch as many new ones, ``rate`` per second."""
+    def _churn(self, count: int, rate: float, names: list[str] | None = None) -> dict[str, Any]:
+        """Terminate ``count`` agent hosts (or ``names``), launch as many new ones, ``rate`` a second."""
         with self.lock:
-            victims = random.sample([n for n, h in self.hosts.items() if h.plan.runs_agent],
-                                    min(count, sum(h.plan.runs_agent for h in self.hosts.values())))
+            agents = [n for n, h in self.hosts.items() if h.plan.runs_agent]
+            victims = [n for n in names if n in self.hosts] if names else \
+                random.sample(agents, min(count, len(agents)))
         launched = []
         for name in victims:
             side = self.hosts[name].plan.side

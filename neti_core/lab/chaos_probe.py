@@ -1,0 +1,171 @@
+"""The chaos checker: probes a running lab with real traffic and counts broken promises.
+
+It knows what the schedule did (who is cut, killed, churned, held by the guard) so that it only
+holds the fleet to what it promises: live members reach each other on overlay IPs except where a
+fault makes that impossible; no two instances hold one overlay IP; an agent dies only when killed;
+while more members are gone than the guard allows, no survivor drops any of them.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kazoo.client import KazooClient
+
+from neti_core.config import ZkPaths
+from neti_core.members import parse_party
+from neti_core.schema import AgentStatus
+
+ECHO_PORT = 8080
+SETTLE_SECONDS = 20.0   # after a kill, break or launch: the host converges before it is held to it
+_ECHO = ("import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+         f"s.bind(('0.0.0.0',{ECHO_PORT}));s.listen(64)\n"
+         "while True:\n c,a=s.accept();c.sendall(a[0].encode());c.close()")
+_CONNECT = ("import socket,sys\ntry:\n s=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=2)\n"
+            " print(s.recv(64).decode())\nexcept OSError as e:\n print('FAIL',type(e).__name__)")
+
+
+@dataclass
+class Violation:
+    at: float
+    invariant: str
+    detail: str
+
+    def record(self) -> dict[str, Any]:
+        return {"at_s": round(self.at, 1), "invariant": self.invariant, "detail": self.detail}
+
+
+@dataclass
+class Knowledge:
+    """What the schedule has done, as the checker needs to know it."""
+
+    cut: set[str] = field(default_factory=set)
+    unsettled: dict[str, float] = field(default_factory=dict)  # host -> monotonic time it settles
+    kills: dict[str, int] = field(default_factory=dict)
+    mass_cut_since: float | None = None
+    mass_cut_members: int | None = None
+
+
+class Checker:
+    def __init__(self, client: KazooClient, paths: ZkPaths, read_hosts: Any, started: float, *,
+                 grace_seconds: float, session_seconds: float) -> None:
+        self.client, self.paths, self.read_hosts = client, paths, read_hosts
+        self.started = started
+        self.hold_after = grace_seconds + session_seconds + 5
+        self.known = Knowledge()
+        self.lock = threading.Lock()
+        self.violations: list[Violation] = []
+        self.probes = 0
+        self.restarts_seen: dict[str, int] = {}
+        self._echoes: dict[str, subprocess.Popen[bytes]] = {}
+        self._stop = threading.Event()
+        self._rng = random.Random(0)
+        self._thread = threading.Thread(target=self._run, name="chaos-checker", daemon=True)
+
+    def start(self) -> Checker:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        for echo in self._echoes.values():
+            echo.kill()
+            echo.wait(5)
+
+    def _violate(self, invariant: str, detail: str) -> None:
+        with self.lock:
+            self.violations.append(Violation(time.monotonic() - self.started, invariant, detail))
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self.round()
+            except Exception as exc:  # the lab under chaos: a failed read is retried next round
+                print(f"chaos: checker round skipped: {exc}", file=sys.stderr, flush=True)
+
+    def round(self) -> None:
+        hosts = [h for h in self.read_hosts() if h["agent"] and h.get("netns")]
+        now = time.monotonic()
+        for host in hosts:
+            self._ensure_echo(host)
+        statuses = self._statuses(hosts)
+        self._check_overlay_unique()
+        self._check_deaths(hosts)
+        self._check_guard(hosts, statuses, now)
+        with self.lock:
+            eligible = [h for h in hosts if h["name"] not in self.known.cut
+                        and self.known.unsettled.get(h["name"], 0) < now and statuses.get(h["name"])]
+        for _ in range(3 if len(eligible) >= 2 else 0):
+            src, dst = self._rng.sample(eligible, 2)
+            self._probe(src, dst, statuses[dst["name"]])
+
+    def _statuses(self, hosts: list[dict[str, Any]]) -> dict[str, AgentStatus]:
+        found = {}
+        for host in hosts:
+            path = f"{self.paths.status}/{host['instance_id']}"
+            if self.client.exists(path):
+                found[host["name"]] = AgentStatus.from_json(self.client.get(path)[0])
+        return found
+
+    def _ensure_echo(self, host: dict[str, Any]) -> None:
+        echo = self._echoes.get(host["name"])
+        if echo is None or echo.poll() is not None:
+            self._echoes[host["name"]] = subprocess.Popen(
+                ["ip", "netns", "exec", host["netns"], sys.executable, "-c", _ECHO],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _probe(self, src: dict[str, Any], dst: dict[str, Any], status: AgentStatus) -> None:
+        result = subprocess.run(["ip", "netns", "exec", src["netns"], sys.executable, "-c", _CONNECT,
+                                 status.overlay_ip, str(ECHO_PORT)], capture_output=True, text=True,
+                                timeout=30, check=False).stdout.strip()
+        self.probes += 1
+        if not result or result.startswith("FAIL"):
+            with self.lock:  # a fault that began during the probe excuses it
+                excused = {src["name"], dst["name"]} & (self.known.cut | {
+                    n for n, t in self.known.unsettled.items() if t > time.monotonic()})
+            if not excused:
+                self._violate("members-reach", f"{src['name']} -> {dst['name']} overlay "
+                              f"{status.overlay_ip}:{ECHO_PORT}: {result or 'no answer'}")
+
+    def _check_overlay_unique(self) -> None:
+        children = self.client.get_children(self.paths.ip_map)
+        holders: dict[str, set[str]] = {}
+        for member in parse_party(children).members:
+            holders.setdefault(str(member.overlay), set()).add(str(member.public))
+        for overlay, publics in holders.items():
+            if len(publics) > 1:
+                self._violate("overlay-unique", f"{overlay} held by {sorted(publics)}")
+
+    def _check_deaths(self, hosts: list[dict[str, Any]]) -> None:
+        with self.lock:
+            kills = dict(self.known.kills)
+        for host in hosts:
+            restarts = int(host.get("restarts") or 0)
+            if restarts > self.restarts_seen.get(host["name"], 0):
+                self.restarts_seen[host["name"]] = restarts
+                if restarts > kills.get(host["name"], 0):
+                    killed = kills.get(host["name"], 0)
+                    self._violate("no-unexpected-death", f"{host['name']} agent exited with "
+                                  f"{host.get('last_exit')} ({restarts} restarts, {killed} kills by "
+                                  f"the schedule)")
+
+    def _check_guard(self, hosts: list[dict[str, Any]], statuses: dict[str, AgentStatus],
+                     now: float) -> None:
+        with self.lock:
+            since, members, cut = self.known.mass_cut_since, self.known.mass_cut_members, set(self.known.cut)
+        if since is None or members is None or now - since < self.hold_after:
+            return
+        for host in hosts:
+            status = statuses.get(host["name"])
+            if host["name"] in cut or status is None:
+                continue
+            if status.members < members:
+                self._violate("guard-holds", f"{host['name']} programs {status.members} members while "
+                              f"{len(cut)} are gone at once (guard must hold all {members})")
