@@ -9,6 +9,7 @@ then keeps the last good rules and only looks after the dead-man deadline.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from neti_core.config import NetiConfig
 from neti_core.errors import NetiError
 from neti_core.firewall.protocol import FirewallBackend
 from neti_core.imds import Identity
+from neti_core.maxchange import MaxChange
 from neti_core.members import Member
 from neti_core.party.mirror import MirroredParty
 from neti_core.party.view import MirrorView
@@ -51,6 +53,8 @@ from neti_core.zkclient import (
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_ERROR_SECONDS = 5.0  # a failed apply is retried this soon, not at the next resync
+# Test-only: a planted bug (the agent ignores the guard) so `neti lab chaos` can show it catches one.
+PLANTED_IGNORE_GUARD = os.environ.get("NETI_TEST_PLANT_BUG") == "ignore-guard"
 
 
 class Agent:
@@ -84,6 +88,8 @@ class Agent:
         self._last_full_check = float("-inf")
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        if PLANTED_IGNORE_GUARD:
+            log.warning("TEST-ONLY planted bug (NETI_TEST_PLANT_BUG=ignore-guard): the guard is ignored")
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -239,7 +245,8 @@ class Agent:
         controls = self.controls.snapshot()
         wanted, source, token = controls.reject_all(self.config.reject_all)
         reject_all = self.deadman.allowed(wanted, token)
-        plan = self.tracker.plan(party.members, now, controls.maxchange)
+        maxchange = controls.maxchange if not PLANTED_IGNORE_GUARD else MaxChange(count=1 << 30)
+        plan = self.tracker.plan(party.members, now, maxchange)
         desired = build_ruleset(self.identity.side, plan.members, self.config, reject_all)
         full_check = now - self._last_full_check >= self.config.resync_seconds
         self._converge(desired, plan, reject_all=reject_all, source=source, now=now, full_check=full_check)

@@ -46,7 +46,7 @@ def plan_chaos(seed: int, minutes: float, hosts: int, *, every: float = 5.0, gua
     steps: list[Step] = []
     busy_until: dict[int, float] = {}    # slot -> when its current fault is undone
     mass = (end * rng.uniform(0.3, 0.5), 0.0)
-    mass = (mass[0], mass[0] + mass_cut_seconds)
+    mass = (mass[0], min(mass[0] + mass_cut_seconds, end - 10))
     mass_slots = tuple(rng.sample(range(hosts), min(hosts // 2, guard_limit + 2)))
     steps.append(Step(mass[0], "mass-cut", mass_slots))
     steps.append(Step(mass[1], "mass-heal", mass_slots))
