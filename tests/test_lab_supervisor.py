@@ -81,7 +81,7 @@ def test_half_of_an_8_host_lab_gone_trips_the_guard_on_every_survivor_by_default
         assert _neti(env, "lab", "cut", host["name"]).returncode == 0
     wait_for(lambda: survivors_held(_status(env)), timeout=120, what="the guard tripped again")
     state = read_state(directory)
-    client = KazooClient(hosts=f"127.0.0.1:{state.zk_port}")
+    client = KazooClient(hosts=state.zk_connect)
     client.start(timeout=10)
     try:  # an operator raises the limit: the removals go through after their grace period
         FleetControl(client, ZkPaths.under(state.zk_prefix), "test").set_maxchange("50%", why="rack move")

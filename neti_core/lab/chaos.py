@@ -33,7 +33,7 @@ def run_chaos(args: argparse.Namespace, state: LabState) -> int:
 
     logging.getLogger("kazoo").setLevel(logging.CRITICAL)
     paths = ZkPaths.under(state.zk_prefix)
-    client = KazooClient(hosts=f"127.0.0.1:{state.zk_port}")
+    client = KazooClient(hosts=state.zk_connect)
     client.start(timeout=30)
     agents = sorted(h["name"] for h in state.hosts if h["agent"])
     limit = decode_maxchange(client.get(paths.maxchange)[0] if client.exists(paths.maxchange)

@@ -66,6 +66,8 @@ class Checker:
         self._echoes: dict[str, subprocess.Popen[bytes]] = {}
         self._stop = threading.Event()
         self._rng = random.Random(0)
+        self._seen: set[str] = set()
+        self._rounds = 0
         self._thread = threading.Thread(target=self._run, name="chaos-checker", daemon=True)
 
     def start(self) -> Checker:
@@ -93,6 +95,13 @@ class Checker:
     def round(self) -> None:
         hosts = [h for h in self.read_hosts() if h["agent"] and h.get("netns")]
         now = time.monotonic()
+        with self.lock:  # a host launched while we watch (churn) converges before it is held to it
+            for host in hosts:
+                if host["name"] not in self._seen:
+                    self._seen.add(host["name"])
+                    if self._rounds:
+                        self.known.unsettled.setdefault(host["name"], now + SETTLE_SECONDS)
+        self._rounds += 1
         for host in hosts:
             self._ensure_echo(host)
         statuses = self._statuses(hosts)
@@ -127,9 +136,11 @@ class Checker:
                                 timeout=30, check=False).stdout.strip()
         self.probes += 1
         if not result or result.startswith("FAIL"):
-            with self.lock:  # a fault that began during the probe excuses it
+            with self.lock:  # a fault that began during the probe excuses it, as does termination
                 excused = {src["name"], dst["name"]} & (self.known.cut | {
                     n for n, t in self.known.unsettled.items() if t > time.monotonic()})
+            names = {h["name"] for h in self.read_hosts()}
+            excused |= {src["name"], dst["name"]} - names
             if not excused:
                 self._violate("members-reach", f"{src['name']} -> {dst['name']} overlay "
                               f"{status.overlay_ip}:{ECHO_PORT}: {result or 'no answer'}")

@@ -49,9 +49,14 @@ def add_parser(subparsers: Subparsers) -> None:
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=_status)
     commands.add_parser("down", help="stop and remove everything the lab made").set_defaults(handler=_down)
-    zk = commands.add_parser("zk", help="stop or start the lab's ZooKeeper")
-    zk.add_argument("action", choices=["stop", "start"])
-    zk.set_defaults(handler=lambda a: _drill(a, f"zk-{a.action}"))
+    up.add_argument("--ensemble", type=int, default=1, choices=[1, 3, 5],
+                    help="ZooKeeper servers (3: an ensemble; agents connect to every member)")
+    zk = commands.add_parser("zk", help="ZooKeeper drills: stop/start (one member or all), kill-leader, "
+                                        "restart --rolling")
+    zk.add_argument("action", choices=["stop", "start", "kill-leader", "restart"])
+    zk.add_argument("--member", type=int, help="one ensemble member (1..N); default: all")
+    zk.add_argument("--rolling", action="store_true", help="restart: one member at a time, leader last")
+    zk.set_defaults(handler=_zk_drill)
     for name, text in (("cut", "cut one host off ZooKeeper"), ("heal", "reconnect a cut host"),
                        ("adopt", "install Neti on an instance that runs without it"),
                        ("break", "flush a host's Neti rules, as an operator with iptables -F would"),
@@ -68,6 +73,13 @@ def add_parser(subparsers: Subparsers) -> None:
     chaos.add_argument("--seed", type=int, default=1)
     chaos.add_argument("--every", type=float, default=5.0, help="seconds between faults, on average")
     chaos.set_defaults(handler=_chaos)
+
+
+def _zk_drill(args: argparse.Namespace) -> int:
+    if args.action == "restart" and not args.rolling:
+        fail(PROG, "only a rolling restart is offered: `neti lab zk restart --rolling`", status=2)
+    extra = {"member": args.member} if args.member is not None else {}
+    return _drill(args, f"zk-{args.action}", **extra)
 
 
 def _say(message: str) -> None:
@@ -98,6 +110,7 @@ def _up(args: argparse.Namespace) -> int:
         [sys.executable, "-m", "neti_core.lab.daemon", "--state-dir", str(directory),
          "--hosts", str(args.hosts), "--vpc", str(args.vpc), "--unregistered", str(args.unregistered),
          "--netns-prefix", os.environ.get("NETI_LAB_NETNS_PREFIX", "nlab"),
+         "--ensemble", str(args.ensemble),
          *([] if use_netns else ["--no-netns"]), *(["--insecure"] if args.insecure else [])],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
@@ -154,7 +167,7 @@ def lab_client(state: LabState) -> Any:
 
     secured = state.secured and state.console_config is not None
     config = load_config(state.console_config) if secured else parse_config({})  # type: ignore[arg-type]
-    return make_client(config, f"127.0.0.1:{state.zk_port}")
+    return make_client(config, state.zk_connect)
 
 
 def fleet_sync(state: LabState, timeout: float = 5) -> tuple[int, int, list[dict[str, Any]]]:
@@ -264,10 +277,10 @@ def _status(args: argparse.Namespace) -> int:
         rows = [dict(h) for h in state.hosts]
         in_sync, agents = 0, sum(1 for h in state.hosts if h["agent"])
         # On stderr: with --json, stdout carries only the document.
-        print(f"lab: ZooKeeper at 127.0.0.1:{state.zk_port} unreachable ({exc}): agents keep their rules; "
+        print(f"lab: ZooKeeper at {state.zk_connect} unreachable ({exc}): agents keep their rules; "
               f"nothing can be shown in sync", file=sys.stderr, flush=True)
     maxchange = _maxchange_setting(state)
-    summary = {"phase": state.phase, "mode": state.mode, "zookeeper": f"127.0.0.1:{state.zk_port}",
+    summary = {"phase": state.phase, "mode": state.mode, "zookeeper": state.zk_connect,
                "ec2_api": f"http://127.0.0.1:{state.moto_port}", "agents": agents, "in_sync": in_sync,
                "instances": len(rows), "rss_mb": round(_lab_rss_mb(state), 1),
                "console_config": state.console_config, "security_group": state.security_group,
@@ -307,7 +320,7 @@ def _maxchange_setting(state: LabState) -> str:
     from neti_core.config import ZkPaths
     from neti_core.maxchange import decode_maxchange
 
-    client = KazooClient(hosts=f"127.0.0.1:{state.zk_port}")
+    client = KazooClient(hosts=state.zk_connect)
     try:
         client.start(timeout=5)
         path = ZkPaths.under(state.zk_prefix).maxchange

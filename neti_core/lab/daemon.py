@@ -28,7 +28,7 @@ import yaml
 
 from neti_core.config import ZkPaths
 from neti_core.errors import MalformedEntryError
-from neti_core.lab.host import SimInstance
+from neti_core.lab.host import ZK_PORT, SimInstance
 from neti_core.lab.motoserver import MotoServer
 from neti_core.lab.netns import Netns
 from neti_core.lab.plan import EC2_PRIVATE, OUTSIDE, VPC_PRIVATE, HostPlan, plan_fleet
@@ -37,7 +37,8 @@ from neti_core.lab.simnet import Segments, SimHost, SimNetwork
 from neti_core.lab.state import LabState, write_state
 from neti_core.lab.supervisor import AgentSupervisor
 from neti_core.lab.trust import LabTrust
-from neti_core.lab.zkserver import ZooKeeperServer
+from neti_core.lab.zkdrills import LabZooKeeper
+from neti_core.lab.zkserver import ZooKeeperUnavailable
 from neti_core.members import Side, parse_ipv4
 
 log = logging.getLogger("neti.lab")
@@ -104,15 +105,15 @@ class LabHost:
 
 class Lab:
     def __init__(self, state_dir: Path, use_netns: bool, netns_prefix: str = NETNS_PREFIX,
-                 secure: bool = True) -> None:
+                 secure: bool = True, ensemble: int = 1) -> None:
         self.dir = state_dir
         self.use_netns = use_netns
         self.state = LabState(pid=os.getpid(), mode="netns" if use_netns else "recording",
                               netns_prefix=netns_prefix, zk_prefix=ZK_PREFIX, secured=secure)
-        # Secured by default: TLS-only ZooKeeper, ACLs, a secret per host (docs/security.md).
+        # Secured by default: TLS-only ZooKeeper (every ensemble member), ACLs, a secret per host.
         self.trust = LabTrust(state_dir / "trust") if secure else None
-        self.zk = ZooKeeperServer(workdir=state_dir / "zookeeper", heap_mb=384,
-                                  tls=self.trust.server_tls if self.trust else None)
+        self.zk = LabZooKeeper(state_dir / "zookeeper", ensemble,
+                               tls=self.trust.server_tls if self.trust else None)
         self.moto = MotoServer(log_path=state_dir / "moto.log")
         self.network = SimNetwork([], Segments(EC2_PRIVATE, VPC_PRIVATE, OUTSIDE),
                                   Netns(prefix=netns_prefix)) if use_netns else None
@@ -142,7 +143,8 @@ class Lab:
         self.zk.start()
         if self.trust is not None:
             self.trust.secure(self.zk.hosts, ZkPaths.under(ZK_PREFIX))
-        self.save(zk_port=self.zk.port, zk_pid=self.zk.pid, progress="starting the EC2 API (moto)")
+        self.save(zk_port=self.zk.servers[0].port, zk_pid=self.zk.servers[0].pid, zk_hosts=self.zk.hosts,
+                  zk_pids=self.zk.pids, progress="starting the EC2 API (moto)")
         self.moto.start()
         self.save(moto_port=self.moto.port, moto_pid=self.moto.process.pid if self.moto.process else None)
         self.ec2 = boto3.client("ec2", **self.moto.client_kwargs())
@@ -198,7 +200,8 @@ class Lab:
         self.save(security_group=groups["lab-fleet"], security_groups=groups, ranges_file=str(ranges))
 
     def _write_console_config(self) -> None:
-        config = {"zk_prefix": ZK_PREFIX, "zk_hosts": {"ec2": [self.zk.hosts], "vpc": [self.zk.hosts]},
+        connect = self.zk.hosts.split(",")
+        config = {"zk_prefix": ZK_PREFIX, "zk_hosts": {"ec2": connect, "vpc": connect},
                   "ec2_endpoint_url": self.moto.url, "aws_region": "us-east-1", "aws_key": "testing",
                   "aws_secret_key": "testing", "ec2_poll_seconds": 10, "metrics_port": 0,
                   "ignore_name_patterns": LAB_IGNORED,
@@ -251,7 +254,7 @@ class Lab:
                                mac=f"02:00:{random.randrange(256):02x}:00:{self.next_index % 256:02x}:01",
                                vpc_id=self.vpc_ids[Side.VPC] if plan.side is Side.VPC else None)
             settings = AGENT_SETTINGS | (self.trust.agent_settings(instance_id) if self.trust else {})
-            host.sim.prepare(("127.0.0.1", self.zk.port), settings,
+            host.sim.prepare(self.zk.targets, settings,
                              ec2_target=("127.0.0.1", self.moto.port))
             if start_agent:
                 host.start_agent()
@@ -271,7 +274,11 @@ class Lab:
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         command = request.get("command")
-        handlers = {"ping": lambda: {}, "zk-stop": self._zk_stop, "zk-start": self._zk_start,
+        member = request.get("member")
+        handlers = {"ping": lambda: {}, "zk-stop": lambda: self._zk("stop", member),
+                    "zk-start": lambda: self._zk("start", member),
+                    "zk-kill-leader": lambda: self._zk("kill-leader", None),
+                    "zk-restart": lambda: self._zk("restart", None),
                     "cut": lambda: self._cut(request["host"], True),
                     "heal": lambda: self._cut(request["host"], False),
                     "break": lambda: self._break(request["host"]),
@@ -286,16 +293,20 @@ class Lab:
             return {"ok": True, **handlers[command]()}
         except KeyError as exc:
             return {"ok": False, "error": f"no such host {exc}"}
+        except (ValueError, ZooKeeperUnavailable) as exc:
+            return {"ok": False, "error": str(exc)}
 
-    def _zk_stop(self) -> dict[str, Any]:
-        self.zk.stop()
-        self.save(zk_pid=None)
-        return {"message": "ZooKeeper stopped: agents keep their rules (fail-static)"}
-
-    def _zk_start(self) -> dict[str, Any]:
-        self.zk.start()
-        self.save(zk_pid=self.zk.pid)
-        return {"message": f"ZooKeeper running again on {self.zk.hosts}"}
+    def _zk(self, action: str, member: int | None) -> dict[str, Any]:
+        if action == "stop":
+            message = self.zk.stop(member) + ": agents keep their rules (fail-static)"
+        elif action == "start":
+            message = self.zk.start_members(member) + f" on {self.zk.hosts}"
+        elif action == "kill-leader":
+            message = self.zk.kill_leader()
+        else:
+            message = self.zk.restart_rolling()
+        self.save(zk_pid=self.zk.servers[0].pid, zk_pids=self.zk.pids)
+        return {"message": message}
 
     def _agent_host(self, name: str) -> LabHost:
         host = self.hosts[name]
@@ -308,12 +319,12 @@ class Lab:
         assert sim is not None
         if sim.netns is not None:
             op = "-I" if cut else "-D"
-            sim.shell("iptables", "-w", op, "OUTPUT", "-o", "lo", "-p", "tcp", "--dport", "2181",
+            ports = f"{ZK_PORT}:{ZK_PORT + len(sim.zk_portals) - 1}"  # every ensemble member
+            sim.shell("iptables", "-w", op, "OUTPUT", "-o", "lo", "-p", "tcp", "--dport", ports,
                       "-j", "DROP")
-        elif cut:
-            sim.zk_portal.block()
         else:
-            sim.zk_portal.unblock()
+            for portal in sim.zk_portals:
+                portal.block() if cut else portal.unblock()
         return {"message": f"{name} {'cut off from' if cut else 'reconnected to'} ZooKeeper"}
 
     def _kill_agent(self, name: str) -> dict[str, Any]:
@@ -411,10 +422,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-netns", action="store_true")
     parser.add_argument("--netns-prefix", default=NETNS_PREFIX)
     parser.add_argument("--insecure", action="store_true", help="open tree, plain ZooKeeper port")
+    parser.add_argument("--ensemble", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     lab = Lab(args.state_dir, use_netns=not args.no_netns, netns_prefix=args.netns_prefix,
-              secure=not args.insecure)
+              secure=not args.insecure, ensemble=args.ensemble)
     server = ControlServer(args.state_dir / "control.sock", lab.handle).start()
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=lab.shutdown, daemon=True).start())
     try:

@@ -53,7 +53,7 @@ def started_lines(state: LabState, plans: Sequence[HostPlan]) -> list[str]:
     trust = ("TLS-only, ACLs; operator credentials in the console config" if state.secured
              else "OPEN: no TLS, no ACLs (--insecure)")
     lines = [
-        f"started ZooKeeper 127.0.0.1:{state.zk_port} ({trust}) prefix {state.zk_prefix} and moto's "
+        f"started ZooKeeper {state.zk_connect} ({trust}) prefix {state.zk_prefix} and moto's "
         f"EC2 API http://127.0.0.1:{state.moto_port}",
         f"started {len(agents)} hosts with a neti-agent ({_names([p.name for p in agents])}: "
         f"{len(agents) - vpc} EC2-Classic side, {vpc} VPC side, {where})",

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -52,6 +53,7 @@ class SimInstance:
     process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     imds: ImdsServer | None = field(default=None, init=False, repr=False)
     portals: list[Portal] = field(default_factory=list, init=False, repr=False)
+    zk_portals: list[Portal] = field(default_factory=list, init=False, repr=False)
 
     @property
     def config_path(self) -> Path:
@@ -61,9 +63,13 @@ class SimInstance:
     def log_path(self) -> Path:
         return self.workdir / "agent.log"
 
-    def prepare(self, zk_target: tuple[str, int], config: dict[str, Any],
+    def prepare(self, zk_target: tuple[str, int] | Sequence[tuple[str, int]], config: dict[str, Any],
                 ec2_target: tuple[str, int] | None = None) -> None:
-        """Serve metadata and reach ZooKeeper (and the EC2 API) from inside the namespace."""
+        """Serve metadata and reach ZooKeeper (and the EC2 API) from inside the namespace.
+
+        ``zk_target`` may be every member of an ensemble: one portal each (ports 2181, 2182, …),
+        all in the agent's connect string, so it fails over as a real host's agent would.
+        """
         self.workdir.mkdir(parents=True, exist_ok=True)
         tree = metadata_tree(self.instance_id, str(self.private_ip), str(self.public_ip), self.mac,
                              self.vpc_id if self.side is Side.VPC else None)
@@ -73,10 +79,14 @@ class SimInstance:
         else:  # the server's socket belongs to the namespace of the thread that makes it
             self.imds = call_in_netns(self.netns, ImdsServer, tree, "127.0.0.1", imds_port)
         self.imds.start()
-        zk_portal = Portal(self.netns, ("127.0.0.1", ZK_PORT if self.netns else 0), zk_target).start()
-        self.portals.append(zk_portal)
+        targets = [zk_target] if isinstance(zk_target[0], str) else list(zk_target)
+        for index, target in enumerate(targets):
+            self.zk_portals.append(Portal(self.netns, ("127.0.0.1", ZK_PORT + index if self.netns else 0),
+                                          target).start())  # type: ignore[arg-type]
+        self.portals.extend(self.zk_portals)
+        connect = [f"127.0.0.1:{portal.port}" for portal in self.zk_portals]
         settings: dict[str, Any] = {
-            "zk_hosts": {"ec2": [f"127.0.0.1:{zk_portal.port}"], "vpc": [f"127.0.0.1:{zk_portal.port}"]},
+            "zk_hosts": {"ec2": connect, "vpc": connect},
             "imds_url": self.imds.url,
             "table_files_path": str(self.workdir / "state"),
         }
@@ -94,7 +104,7 @@ class SimInstance:
 
     @property
     def zk_portal(self) -> Portal:
-        return self.portals[0]
+        return self.zk_portals[0]
 
     def start_agent(self, *args: str) -> subprocess.Popen[bytes]:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
@@ -143,6 +153,7 @@ class SimInstance:
             with contextlib.suppress(OSError):
                 portal.stop()
         self.portals.clear()
+        self.zk_portals.clear()
         if self.imds is not None:
             self.imds.stop()
             self.imds = None

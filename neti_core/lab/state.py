@@ -35,6 +35,8 @@ class LabState:
     progress: str = ""
     zk_port: int | None = None
     zk_pid: int | None = None
+    zk_hosts: str | None = None  # the connect string (an ensemble: every member)
+    zk_pids: list[int] = field(default_factory=list)
     moto_port: int | None = None
     moto_pid: int | None = None
     console_config: str | None = None
@@ -43,6 +45,10 @@ class LabState:
     ranges_file: str | None = None
     secured: bool = False  # TLS-only ZooKeeper with ACLs; clients use console_config's credentials
     hosts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def zk_connect(self) -> str:
+        return self.zk_hosts or f"127.0.0.1:{self.zk_port}"
 
 
 def write_state(directory: Path, state: LabState) -> None:
@@ -90,7 +96,8 @@ def remove_leftovers(directory: Path, state: LabState | None) -> list[str]:
     if state is not None:
         for host in state.hosts:
             _kill(host.get("pid"), "neti-agent")
-        _kill(state.zk_pid, "zookeeper")
+        for pid in {state.zk_pid, *state.zk_pids}:
+            _kill(pid, "zookeeper")
         _kill(state.moto_pid, "moto")
         _kill(state.pid, "neti_core.lab.daemon")
         time.sleep(0.2)

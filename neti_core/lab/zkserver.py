@@ -228,6 +228,7 @@ class ZooKeeperEnsemble:
 
     size: int = 3
     workdir: Path | None = None
+    tls: ServerTls | None = None  # every member TLS-only on its client port (quorum ports stay plain)
     servers: list[ZooKeeperServer] = field(default_factory=list, init=False)
     _own_workdir: bool = field(default=False, init=False, repr=False)
 
@@ -242,7 +243,7 @@ class ZooKeeperEnsemble:
         peers = [(sid, free_port(), free_port()) for sid in range(1, self.size + 1)]
         self.servers = [
             ZooKeeperServer(workdir=self.workdir / f"server{sid}", port=free_port(),
-                            server_id=sid, peers=peers)
+                            server_id=sid, peers=peers, tls=self.tls)
             for sid, _, _ in peers
         ]
         for server in self.servers:
