@@ -47,3 +47,20 @@ def test_churns_are_further_apart_than_the_removal_grace():
     plan = plan_chaos(3, 10, 12)
     churns = [s.at for s in plan.steps if s.action == "churn"]
     assert all(b - a >= 45 for a, b in itertools.pairwise(churns))
+
+
+def test_the_soak_churns_without_cutting_anyone_off():
+    plan = plan_chaos(1, 30, 12, soak=True)
+    kinds = plan.faults_by_kind()
+    assert "churn" in kinds and not {"cut", "mass-cut", "kill-agent"} & set(kinds)
+    assert sum(kinds.values()) > 250
+
+
+def test_resource_growth_is_measured_on_agents_that_lived_throughout():
+    from neti_core.lab.chaos_probe import resource_report
+
+    report = resource_report({1: (40.0, 20), 2: (42.0, 22), 3: (41.0, 21)},
+                             {1: (41.5, 20), 2: (42.0, 23), 4: (35.0, 18)})
+    assert report["agents_throughout"] == 2
+    assert report["rss_growth_mb_max"] == 1.5 and report["fds_growth_max"] == 1
+    assert report["start"]["rss_mb_max"] == 42.0 and report["end"]["fds_max"] == 23

@@ -18,7 +18,7 @@ from kazoo.client import KazooClient
 
 from neti_core.config import ZkPaths
 from neti_core.lab.chaos_plan import ChaosPlan, Step, plan_chaos
-from neti_core.lab.chaos_probe import SETTLE_SECONDS, Checker
+from neti_core.lab.chaos_probe import SETTLE_SECONDS, Checker, agent_resources, resource_report
 from neti_core.lab.rpc import request
 from neti_core.lab.state import LabState, read_state
 from neti_core.maxchange import decode_maxchange
@@ -38,7 +38,9 @@ def run_chaos(args: argparse.Namespace, state: LabState) -> int:
     agents = sorted(h["name"] for h in state.hosts if h["agent"])
     limit = decode_maxchange(client.get(paths.maxchange)[0] if client.exists(paths.maxchange)
                              else None)[0].limit(len(agents))
-    plan = plan_chaos(args.seed, args.minutes, len(agents), every=args.every, guard_limit=limit)
+    plan = plan_chaos(args.seed, args.minutes, len(agents), every=args.every, guard_limit=limit,
+                      soak=args.soak)
+    resources_at_start = agent_resources(state.hosts)
     print(f"chaos: seed {args.seed}, {len(plan.steps)} steps over {plan.seconds:.0f} s on {len(agents)} "
           f"agents; faults {plan.faults_by_kind()}", flush=True)
     started = time.monotonic()
@@ -62,7 +64,9 @@ def run_chaos(args: argparse.Namespace, state: LabState) -> int:
         checker.stop()
         client.stop()
         client.close()
-    return _report(plan, done, checker, recovery)
+    end_state = read_state(args.state_dir) or state
+    return _report(plan, done, checker, recovery,
+                   resource_report(resources_at_start, agent_resources(end_state.hosts)))
 
 
 def _progress(plan: ChaosPlan, started: float, done: Counter[str], checker: Checker) -> None:
@@ -84,7 +88,8 @@ def _recover(state: LabState, args: argparse.Namespace, fleet_sync: Any) -> floa
     return None
 
 
-def _report(plan: ChaosPlan, done: Counter[str], checker: Checker, recovery: float | None) -> int:
+def _report(plan: ChaosPlan, done: Counter[str], checker: Checker, recovery: float | None,
+            resources: dict[str, Any]) -> int:
     violations = [v.record() for v in checker.violations]
     if recovery is None:
         detail = f"not every agent in sync {RECOVERY_BOUND_SECONDS:.0f} s after the schedule"
@@ -93,7 +98,7 @@ def _report(plan: ChaosPlan, done: Counter[str], checker: Checker, recovery: flo
     print(json.dumps({"seed": plan.seed, "seconds": plan.seconds, "faults": sum(faults.values()),
                       "faults_by_kind": faults, "probes": checker.probes, "violations": len(violations),
                       "violation_details": violations[:50], "recovery_seconds": recovery,
-                      "recovery_bound_seconds": RECOVERY_BOUND_SECONDS}), flush=True)
+                      "recovery_bound_seconds": RECOVERY_BOUND_SECONDS, "agents": resources}), flush=True)
     return 1 if violations else 0
 
 

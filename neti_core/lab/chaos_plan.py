@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 KINDS = ("kill-agent", "cut", "break", "churn", "reject-host", "reject-fleet", "mass-cut")
 # What ends a fault (not counted as a fault): heal a cut, undo a reject_all flip.
+# The soak: long-running churn without the faults that cut members off, to watch for growth.
+SOAK_KINDS = ("churn", "reject-host", "reject-fleet", "break")
 UNDO = {"cut": "heal", "mass-cut": "mass-heal", "reject-host": "reject-host-off",
         "reject-fleet": "reject-fleet-off"}
 
@@ -37,7 +39,7 @@ class ChaosPlan:
 
 
 def plan_chaos(seed: int, minutes: float, hosts: int, *, every: float = 5.0, guard_limit: int = 1,
-               churn_gap: float = 45.0, mass_cut_seconds: float = 60.0) -> ChaosPlan:
+               churn_gap: float = 45.0, mass_cut_seconds: float = 60.0, soak: bool = False) -> ChaosPlan:
     """One fault about every ``every`` seconds (jittered) over ``minutes``; all undone by the end."""
     if hosts < 4:
         raise ValueError("chaos needs at least 4 agent hosts")
@@ -48,14 +50,17 @@ def plan_chaos(seed: int, minutes: float, hosts: int, *, every: float = 5.0, gua
     mass = (end * rng.uniform(0.3, 0.5), 0.0)
     mass = (mass[0], min(mass[0] + mass_cut_seconds, end - 10))
     mass_slots = tuple(rng.sample(range(hosts), min(hosts // 2, guard_limit + 2)))
-    steps.append(Step(mass[0], "mass-cut", mass_slots))
-    steps.append(Step(mass[1], "mass-heal", mass_slots))
+    if soak:
+        mass, mass_slots = (-1e9, -1e9), ()
+    else:
+        steps.append(Step(mass[0], "mass-cut", mass_slots))
+        steps.append(Step(mass[1], "mass-heal", mass_slots))
     last_churn, fleet_off, cut_until = -churn_gap, 0.0, 0.0
     t = rng.uniform(2, every)
     while t < end - 30:  # the last 30 s: only undoing
         in_mass = mass[0] - 15 <= t <= mass[1] + 15
         free = [s for s in range(hosts) if busy_until.get(s, 0) < t and s not in mass_slots]
-        kinds = [k for k in KINDS if k != "mass-cut"
+        kinds = [k for k in (SOAK_KINDS if soak else KINDS) if k != "mass-cut"
                  and not (k == "churn" and (t - last_churn < churn_gap or in_mass))
                  and not (k == "cut" and (in_mass or cut_until > t))
                  and not (k == "reject-fleet" and fleet_off > t)]

@@ -8,12 +8,14 @@ while more members are gone than the guard allows, no survivor drops any of them
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kazoo.client import KazooClient
@@ -180,3 +182,35 @@ class Checker:
             if status.members < members:
                 self._violate("guard-holds", f"{host['name']} programs {status.members} members while "
                               f"{len(cut)} are gone at once (guard must hold all {members})")
+
+
+def agent_resources(hosts: list[dict[str, Any]]) -> dict[int, tuple[float, int]]:
+    """pid -> (RSS in MB, open fds) of every running agent (the neti-agent process itself)."""
+    found = {}
+    for host in hosts:
+        pid = host.get("pid")
+        if not pid:
+            continue
+        try:
+            rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                       if line.startswith("VmRSS:"))
+            fds = len(os.listdir(f"/proc/{pid}/fd"))
+        except (OSError, StopIteration):
+            continue
+        found[pid] = (round(rss / 1024, 1), fds)
+    return found
+
+
+def resource_report(start: dict[int, tuple[float, int]], end: dict[int, tuple[float, int]]) -> dict[str, Any]:
+    """Growth over the run, for the agents that lived through all of it (same pid at both ends)."""
+    same = sorted(set(start) & set(end))
+
+    def summary(sample: dict[int, tuple[float, int]], pids: list[int]) -> dict[str, Any]:
+        rss = sorted(sample[p][0] for p in pids)
+        fds = sorted(sample[p][1] for p in pids)
+        return {"rss_mb_median": rss[len(rss) // 2] if rss else None, "rss_mb_max": max(rss, default=None),
+                "fds_median": fds[len(fds) // 2] if fds else None, "fds_max": max(fds, default=None)}
+
+    return {"agents_throughout": len(same), "start": summary(start, same), "end": summary(end, same),
+            "rss_growth_mb_max": max((end[p][0] - start[p][0] for p in same), default=None),
+            "fds_growth_max": max((end[p][1] - start[p][1] for p in same), default=None)}

@@ -72,6 +72,9 @@ def add_parser(subparsers: Subparsers) -> None:
     chaos.add_argument("--minutes", type=float, default=5)
     chaos.add_argument("--seed", type=int, default=1)
     chaos.add_argument("--every", type=float, default=5.0, help="seconds between faults, on average")
+    chaos.add_argument("--soak", action="store_true",
+                       help="churn, reject_all flips and broken rules only (no cuts): a long run to "
+                            "watch agent RSS and open fds")
     chaos.set_defaults(handler=_chaos)
 
 
