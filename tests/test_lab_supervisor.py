@@ -39,8 +39,11 @@ def test_an_agent_killed_with_9_is_restarted_by_the_lab_and_back_in_sync(lab_env
 
 
 def _ipset(netns: str) -> str:
-    return subprocess.run(["ip", "netns", "exec", netns, "ipset", "list", "ec2_whitelist"],
-                          capture_output=True, text=True, check=False).stdout
+    """The member set as the kernel holds it (nft backend in the lab; ipset on iptables hosts)."""
+    return "".join(subprocess.run(["ip", "netns", "exec", netns, *command], capture_output=True,
+                                  text=True, check=False).stdout
+                   for command in (["nft", "list", "set", "ip", "neti", "ec2_whitelist"],
+                                   ["ipset", "list", "ec2_whitelist"]))
 
 
 @pytest.mark.slow
