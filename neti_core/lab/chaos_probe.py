@@ -128,6 +128,9 @@ class Checker:
     def _ensure_echo(self, host: dict[str, Any]) -> None:
         echo = self._echoes.get(host["name"])
         if echo is None or echo.poll() is not None:
+            with self.lock:  # not probed before its listener is up
+                until = self.known.unsettled.get(host["name"], 0)
+                self.known.unsettled[host["name"]] = max(until, time.monotonic() + 3)
             self._echoes[host["name"]] = subprocess.Popen(
                 ["ip", "netns", "exec", host["netns"], sys.executable, "-c", _ECHO],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
