@@ -70,3 +70,14 @@ def decode_guard_limit(data: bytes | str, decode_count: Callable[[bytes | str], 
     if text.strip().endswith("%"):
         return parse_maxchange(text)
     return MaxChange(count=decode_count(data))
+
+
+def read_guard_limit(data: bytes | None,
+                     decode_count: Callable[[bytes | str], int]) -> tuple[MaxChange, str | None]:
+    """The node's value, or the default and what was wrong (fail static: report, keep going)."""
+    if not data:
+        return DEFAULT_MAXCHANGE, None
+    try:
+        return decode_guard_limit(data, decode_count), None
+    except MalformedEntryError as exc:
+        return DEFAULT_MAXCHANGE, f"{exc}; using {DEFAULT_MAXCHANGE}"

@@ -6,7 +6,7 @@ import pytest
 
 from agent.membership import MembershipTracker
 from neti_core.errors import MalformedEntryError
-from neti_core.maxchange import DEFAULT_MAXCHANGE, MaxChange, decode_maxchange, parse_maxchange
+from neti_core.maxchange import DEFAULT_MAXCHANGE, MaxChange, parse_maxchange
 from tests.test_agent_logic import member
 
 
@@ -23,12 +23,6 @@ def test_a_count_keeps_its_original_meaning_and_a_share_scales():
 def test_anything_else_is_malformed(bad):
     with pytest.raises(MalformedEntryError, match="maxchange"):
         parse_maxchange(bad)
-
-
-def test_a_malformed_node_keeps_the_default_and_says_so():
-    assert decode_maxchange(None) == (DEFAULT_MAXCHANGE, None)
-    value, problem = decode_maxchange(b"lots")
-    assert value == DEFAULT_MAXCHANGE and problem is not None and "using 10%" in problem
 
 
 @pytest.mark.parametrize("fleet", [8, 12, 40, 1000])

@@ -21,8 +21,9 @@ from neti_core.lab.chaos_plan import ChaosPlan, Step, plan_chaos
 from neti_core.lab.chaos_probe import SETTLE_SECONDS, Checker, agent_resources, resource_report
 from neti_core.lab.rpc import request
 from neti_core.lab.state import LabState, read_state
-from neti_core.maxchange import decode_maxchange
+from neti_core.maxchange import read_guard_limit
 from neti_core.operator_actions import FleetControl
+from neti_core.schema import decode_maxchange
 
 RECOVERY_BOUND_SECONDS = 120.0  # after the schedule, every agent back in sync within this
 LAB_GRACE_SECONDS, LAB_SESSION_SECONDS = 30.0, 10.0
@@ -36,8 +37,8 @@ def run_chaos(args: argparse.Namespace, state: LabState) -> int:
     client = KazooClient(hosts=state.zk_connect)
     client.start(timeout=30)
     agents = sorted(h["name"] for h in state.hosts if h["agent"])
-    limit = decode_maxchange(client.get(paths.maxchange)[0] if client.exists(paths.maxchange)
-                             else None)[0].limit(len(agents))
+    limit = read_guard_limit(client.get(paths.maxchange)[0] if client.exists(paths.maxchange)
+                             else None, decode_maxchange)[0].limit(len(agents))
     plan = plan_chaos(args.seed, args.minutes, len(agents), every=args.every, guard_limit=limit,
                       soak=args.soak)
     resources_at_start = agent_resources(state.hosts)

@@ -321,13 +321,15 @@ def _maxchange_setting(state: LabState) -> str:
     from kazoo.client import KazooClient
 
     from neti_core.config import ZkPaths
-    from neti_core.maxchange import decode_maxchange
+    from neti_core.maxchange import read_guard_limit
+    from neti_core.schema import decode_maxchange
 
     client = KazooClient(hosts=state.zk_connect)
     try:
         client.start(timeout=5)
         path = ZkPaths.under(state.zk_prefix).maxchange
-        value, problem = decode_maxchange(client.get(path)[0] if client.exists(path) else None)
+        value, problem = read_guard_limit(client.get(path)[0] if client.exists(path) else None,
+                                          decode_maxchange)
         return f"{value} ({problem})" if problem else str(value)
     except Exception:
         return "unknown (ZooKeeper unreachable)"
