@@ -87,7 +87,7 @@ def test_half_of_an_8_host_lab_gone_trips_the_guard_on_every_survivor_by_default
     client = KazooClient(hosts=state.zk_connect)
     client.start(timeout=10)
     try:  # an operator raises the limit: the removals go through after their grace period
-        FleetControl(client, ZkPaths.under(state.zk_prefix), "test").set_maxchange("50%", why="rack move")
+        FleetControl(client, ZkPaths.under(state.zk_prefix), "test").set_maxchange(8, why="rack move")
     finally:
         client.stop()
         client.close()
