@@ -18,7 +18,13 @@ from kazoo.client import KazooClient
 
 from neti_core.config import ZkPaths
 from neti_core.lab.chaos_plan import ChaosPlan, Step, plan_chaos
-from neti_core.lab.chaos_probe import SETTLE_SECONDS, Checker, agent_resources, resource_report
+from neti_core.lab.chaos_probe import (
+    BREAK_SETTLE_SECONDS,
+    SETTLE_SECONDS,
+    Checker,
+    agent_resources,
+    resource_report,
+)
 from neti_core.lab.rpc import request
 from neti_core.lab.state import LabState, read_state
 from neti_core.maxchange import read_guard_limit
@@ -131,7 +137,8 @@ class _Runner:
             if step.action in ("cut", "mass-cut"):
                 known.cut |= set(names)
             for name in names if step.action in ("kill-agent", "break", "heal", "mass-heal") else ():
-                known.unsettled[name] = settle
+                known.unsettled[name] = settle if step.action != "break" else \
+                    time.monotonic() + BREAK_SETTLE_SECONDS
             if step.action == "kill-agent":
                 for name in names:
                     known.kills[name] = known.kills.get(name, 0) + 1

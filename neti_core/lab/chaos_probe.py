@@ -25,7 +25,9 @@ from neti_core.members import parse_party
 from neti_core.schema import AgentStatus
 
 ECHO_PORT = 8080
-SETTLE_SECONDS = 20.0   # after a kill, break or launch: the host converges before it is held to it
+SETTLE_SECONDS = 20.0   # after a kill or launch: the host converges before it is held to it
+# After `break`, repair comes at the next full check: within the lab's resync_seconds (30), plus margin.
+BREAK_SETTLE_SECONDS = 40.0
 _ECHO = ("import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
          f"s.bind(('0.0.0.0',{ECHO_PORT}));s.listen(64)\n"
          "while True:\n c,a=s.accept();c.sendall(a[0].encode());c.close()")
