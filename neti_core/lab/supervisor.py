@@ -19,7 +19,9 @@ RESTART_SECONDS = 1.0  # conf/neti-agent.service says 5; the lab is quicker so d
 
 
 class Supervisable(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
+
     supervised: bool
     restarts: int
     last_exit: int | None
