@@ -43,12 +43,12 @@ def _namespaces(prefix: str) -> list[str]:
     return [line.split()[0] for line in names.splitlines() if line.startswith(prefix + "-")]
 
 
-def _anonymous_client_can_do_nothing(directory: Path) -> None:
+def _anonymous_client_can_do_nothing(directory: Path, hosts: str | None = None) -> None:
     """The lab is secured by default: without credentials a client (even over TLS with the lab's
-    CA) gets a session and nothing else, in the prefix or outside it."""
+    CA) gets a session and nothing else, in the prefix or outside it. ``hosts``: one member."""
     state = read_state(directory)
     assert state is not None and state.secured
-    hosts = f"127.0.0.1:{state.zk_port}"
+    hosts = hosts or f"127.0.0.1:{state.zk_port}"
     plain = KazooClient(hosts=hosts, connection_retry={"max_tries": 1})
     with pytest.raises(KazooTimeoutError):
         plain.start(timeout=3)  # a plain-text client to the TLS port is dropped
@@ -57,13 +57,14 @@ def _anonymous_client_can_do_nothing(directory: Path) -> None:
     anonymous = KazooClient(hosts=hosts, use_ssl=True, ca=str(directory / "trust" / "pki" / "ca.pem"))
     anonymous.start(timeout=15)
     try:
-        host = state.hosts[0]["instance_id"]
+        host, maxchange = state.hosts[0]["instance_id"], "/neti/maxchange"
         attempts = {
             "read members": lambda: anonymous.get_children("/neti/ip-map"),
             "false member": lambda: anonymous.create(f"/neti/ip-map/{'0' * 32}-1.2.3.4|10.0.0.9|1.1.1.1|0"),
             "fleet default": lambda: anonymous.create("/neti/control/defaults", b'{"reject_all": false}'),
             "audit": lambda: anonymous.create("/neti/audit/entry-", b"{}", sequence=True),
-            "maxchange": lambda: anonymous.set("/neti/maxchange", b"9999"),
+            "maxchange": lambda: (anonymous.set(maxchange, b"9999") if anonymous.exists(maxchange)
+                                  else anonymous.create(maxchange, b"9999")),  # absent means 10%
             "delete a host's pair": lambda: anonymous.delete(f"/neti/id-to-ip/{host}"),
             "outside the prefix": lambda: anonymous.create("/probe", b"x"),
         }

@@ -11,14 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-from kazoo.client import KazooClient
 
 from neti_core.config import ZkPaths
 from neti_core.lab.chaos_probe import Checker
+from neti_core.lab.cli import lab_client
 from neti_core.lab.state import read_state
-from neti_core.lab.zkserver import four_letter_word
+from neti_core.lab.zkserver import ServerTls, four_letter_word
 from tests.fixtures.agent import wait_for
-from tests.test_lab import _neti, lab_env  # noqa: F401 - the fixture
+from tests.test_lab import _anonymous_client_can_do_nothing, _neti, lab_env  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -33,8 +33,10 @@ def _members(state) -> list[tuple[int, int]]:
     return [(i + 1, int(hp.rsplit(":", 1)[1])) for i, hp in enumerate(state.zk_hosts.split(","))]
 
 
-def _mode(port: int) -> str:
-    text = four_letter_word("127.0.0.1", port, "srvr")
+def _mode(directory: Path, port: int) -> str:
+    """leader or follower, asked over the member's TLS-only client port with the lab's CA."""
+    ca = directory / "trust" / "pki" / "ca.pem"
+    text = four_letter_word("127.0.0.1", port, "srvr", tls=ServerTls(ca, ca).client_context())
     return next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Mode:")), "")
 
 
@@ -44,7 +46,7 @@ class _Watch:
 
     def __init__(self, directory: Path) -> None:
         state = read_state(directory)
-        self.client = KazooClient(hosts=state.zk_connect)
+        self.client = lab_client(state)  # the secured lab: TLS and the operator's credentials
         self.client.start(timeout=30)
         self.checker = Checker(self.client, ZkPaths.under(state.zk_prefix),
                                lambda: read_state(directory).hosts, time.monotonic(),
@@ -68,6 +70,9 @@ def test_ensemble_lab_survives_leader_kill_during_churn_rolling_restart_and_a_st
     assert up.returncode == 0, up.stdout + up.stderr
     state = read_state(directory)
     assert len(state.zk_hosts.split(",")) == 3 and len(state.zk_pids) == 3
+    assert state.secured and "TLS-only, ACLs" in up.stdout, "the ensemble lab is secured too"
+    for _, port in _members(state):  # every member: TLS only, nothing without credentials
+        _anonymous_client_can_do_nothing(directory, f"127.0.0.1:{port}")
     config = (directory / "hosts" / state.hosts[0]["name"] / "neti.yml").read_text()
     assert "127.0.0.1:2181" in config and "127.0.0.1:2183" in config, "agents know every member"
 
@@ -91,7 +96,7 @@ def test_ensemble_lab_survives_leader_kill_during_churn_rolling_restart_and_a_st
 
     # 3. One follower stops answering anyone (SIGSTOP: a partitioned, hung peer) while a host churns.
     state = read_state(directory)
-    follower = next(port for _, port in _members(state) if _mode(port) == "follower")
+    follower = next(port for _, port in _members(state) if _mode(directory, port) == "follower")
     pid = next(p for p in state.zk_pids if _port_of(directory, p) == follower)
     watch = _Watch(directory)
     os.kill(pid, signal.SIGSTOP)
@@ -112,6 +117,6 @@ def _port_of(directory: Path, pid: int) -> int | None:
     if config is None:
         return None
     for line in Path(config).read_text().splitlines():
-        if line.startswith("clientPort="):
+        if line.startswith(("clientPort=", "secureClientPort=")):
             return int(line.split("=")[1])
     return None

@@ -49,9 +49,8 @@ def _ipset(netns: str) -> str:
 @pytest.mark.slow
 def test_half_of_an_8_host_lab_gone_trips_the_guard_on_every_survivor_by_default(lab_env):  # noqa: F811
     """The old absolute 20 never tripped here; the default 10% does, and holds every removal."""
-    from kazoo.client import KazooClient
-
     from neti_core.config import ZkPaths
+    from neti_core.lab.cli import lab_client
     from neti_core.lab.state import read_state
     from neti_core.operator_actions import FleetControl
 
@@ -84,7 +83,7 @@ def test_half_of_an_8_host_lab_gone_trips_the_guard_on_every_survivor_by_default
         assert _neti(env, "lab", "cut", host["name"]).returncode == 0
     wait_for(lambda: survivors_held(_status(env)), timeout=120, what="the guard tripped again")
     state = read_state(directory)
-    client = KazooClient(hosts=state.zk_connect)
+    client = lab_client(state)  # an operator raises the limit: the operator's credentials
     client.start(timeout=10)
     try:  # an operator raises the limit: the removals go through after their grace period
         FleetControl(client, ZkPaths.under(state.zk_prefix), "test").set_maxchange(8, why="rack move")

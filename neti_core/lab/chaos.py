@@ -36,11 +36,12 @@ LAB_GRACE_SECONDS, LAB_SESSION_SECONDS = 30.0, 10.0
 
 
 def run_chaos(args: argparse.Namespace, state: LabState) -> int:
-    from neti_core.lab.cli import fleet_sync
+    from neti_core.lab.cli import fleet_sync, lab_client
 
     logging.getLogger("kazoo").setLevel(logging.CRITICAL)
     paths = ZkPaths.under(state.zk_prefix)
-    client = KazooClient(hosts=state.zk_connect)
+    # The operator's credentials (a secured lab): the reject_all flips go through the operator path.
+    client: KazooClient = lab_client(state)
     client.start(timeout=30)
     agents = sorted(h["name"] for h in state.hosts if h["agent"])
     limit = read_guard_limit(client.get(paths.maxchange)[0] if client.exists(paths.maxchange)

@@ -318,13 +318,11 @@ def _status(args: argparse.Namespace) -> int:
 
 def _maxchange_setting(state: LabState) -> str:
     """The guard's limit as set in ZooKeeper ("10%" when absent), or "unknown" without it."""
-    from kazoo.client import KazooClient
-
     from neti_core.config import ZkPaths
     from neti_core.maxchange import read_guard_limit
     from neti_core.schema import decode_maxchange
 
-    client = KazooClient(hosts=state.zk_connect)
+    client = lab_client(state)
     try:
         client.start(timeout=5)
         path = ZkPaths.under(state.zk_prefix).maxchange
