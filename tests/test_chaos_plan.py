@@ -64,3 +64,20 @@ def test_resource_growth_is_measured_on_agents_that_lived_throughout():
     assert report["agents_throughout"] == 2
     assert report["rss_growth_mb_max"] == 1.5 and report["fds_growth_max"] == 1
     assert report["start"]["rss_mb_max"] == 42.0 and report["end"]["fds_max"] == 23
+
+
+def test_on_an_ensemble_zookeeper_members_are_killed_one_at_a_time_and_started_again():
+    assert not {"zk-kill-leader", "zk-kill-follower"} & set(plan_chaos(1, 5, 12).faults_by_kind())
+    for seed in range(10):
+        plan = plan_chaos(seed, 5, 12, guard_limit=2, zk_members=3)
+        down = None
+        for step in plan.steps:
+            if step.action.startswith("zk-kill-"):
+                assert down is None, f"seed {seed}: a second member killed at {step.at} (quorum lost)"
+                down = step.at
+            elif step.action == "zk-start":
+                assert (down is not None and 8 <= step.at - down <= 20) or step.at >= plan.seconds - 5
+                down = None
+        assert down is None, f"seed {seed}: a member left down"
+    kinds = plan_chaos(1, 5, 12, guard_limit=2, zk_members=3).faults_by_kind()
+    assert {"zk-kill-leader", "zk-kill-follower"} <= set(kinds) and sum(kinds.values()) >= 50, kinds

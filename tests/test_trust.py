@@ -239,3 +239,22 @@ def test_a_secret_file_others_can_read_is_refused_with_its_name(tmp_path) -> Non
     os.chmod(secret, 0o644)
     with pytest.raises(ConfigError, match=re.escape(f"{secret} is readable by group/others")):
         read_secret(secret, "zk_secret_file")
+
+
+def test_maxchange_is_the_operators_alone_even_while_it_is_absent(tree, zk_paths: ZkPaths) -> None:
+    """Agents no longer write maxchange (absent means the 10% default): the node stays absent when
+    they join and read their parameters, no agent can create it, and the operator's creates it
+    with the operators' ACL."""
+    from neti_core.registry import read_params
+
+    agent = tree("i-0aaaaaaaaaaaaaaa1", agent=True)
+    join_as(agent, zk_paths, "i-0aaaaaaaaaaaaaaa1", "10.0.0.1")
+    read_params(agent, zk_paths)
+    assert agent.exists(zk_paths.maxchange) is None, "the agent wrote no maxchange"
+    assert refused(lambda: agent.create(zk_paths.maxchange, b"100000"))
+    operator = tree("neti-operator")
+    assert FleetControl(operator, zk_paths, "alice").set_maxchange(5, "rack move").changed
+    acl, _ = operator.get_acls(zk_paths.maxchange)
+    assert acl == operator.get_acls(zk_paths.prefix)[0], "maxchange carries the operators' ACL"
+    assert refused(lambda: agent.set(zk_paths.maxchange, b"100000"))
+    assert agent.get(zk_paths.maxchange)[0] == b"5", "agents read it"

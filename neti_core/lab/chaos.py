@@ -46,14 +46,16 @@ def run_chaos(args: argparse.Namespace, state: LabState) -> int:
     agents = sorted(h["name"] for h in state.hosts if h["agent"])
     limit = read_guard_limit(client.get(paths.maxchange)[0] if client.exists(paths.maxchange)
                              else None, decode_maxchange)[0].limit(len(agents))
+    zk_members = len(state.zk_connect.split(","))
     plan = plan_chaos(args.seed, args.minutes, len(agents), every=args.every, guard_limit=limit,
-                      soak=args.soak)
+                      soak=args.soak, zk_members=zk_members)
     resources_at_start = agent_resources(state.hosts)
     print(f"chaos: seed {args.seed}, {len(plan.steps)} steps over {plan.seconds:.0f} s on {len(agents)} "
           f"agents; faults {plan.faults_by_kind()}", flush=True)
     started = time.monotonic()
     checker = Checker(client, paths, lambda: (read_state(args.state_dir) or state).hosts, started,
-                      grace_seconds=LAB_GRACE_SECONDS, session_seconds=LAB_SESSION_SECONDS).start()
+                      grace_seconds=LAB_GRACE_SECONDS, session_seconds=LAB_SESSION_SECONDS,
+                      outsider=state.outsider_netns).start()
     runner = _Runner(args, client, paths, checker)
     done: Counter[str] = Counter()
     last_progress = started
@@ -104,7 +106,8 @@ def _report(plan: ChaosPlan, done: Counter[str], checker: Checker, recovery: flo
         violations.append({"at_s": None, "invariant": "recovers", "detail": detail})
     faults = {k: done[k] for k in plan.faults_by_kind() if done[k]}
     print(json.dumps({"seed": plan.seed, "seconds": plan.seconds, "faults": sum(faults.values()),
-                      "faults_by_kind": faults, "probes": checker.probes, "violations": len(violations),
+                      "faults_by_kind": faults, "probes": checker.probes,
+                      "outsider_probes": checker.outsider_probes, "violations": len(violations),
                       "violation_details": violations[:50], "recovery_seconds": recovery,
                       "recovery_bound_seconds": RECOVERY_BOUND_SECONDS, "agents": resources}), flush=True)
     return 1 if violations else 0
@@ -124,7 +127,7 @@ class _Runner:
         return sorted((h for h in (state.hosts if state else []) if h["agent"]), key=lambda h: h["name"])
 
     def _lab(self, command: str, **extra: Any) -> None:
-        reply = request(self.args.state_dir / "control.sock", command, timeout=60, **extra)
+        reply = request(self.args.state_dir / "control.sock", command, timeout=120, **extra)
         if not reply.get("ok"):
             print(f"chaos: {command} {extra}: {reply.get('error')}", flush=True)
 
@@ -147,9 +150,21 @@ class _Runner:
                 known.mass_cut_since, known.mass_cut_members = time.monotonic(), len(hosts)
             if step.action == "mass-heal":
                 known.mass_cut_since = known.mass_cut_members = None
+        ids = [h["instance_id"] for h in targets]
+        with self.checker.lock:  # reject_all wanted off: from before the write (never expected on)
+            if step.action == "reject-host-off":
+                for instance_id in ids:
+                    known.rejected_since.pop(instance_id, None)
+            if step.action == "reject-fleet-off":
+                known.fleet_rejected_since = None
         self._act(step.action, names, targets)
-        with self.checker.lock:
+        with self.checker.lock:  # ... wanted on: from after it
+            if step.action == "reject-host":
+                known.rejected_since.update(dict.fromkeys(ids, time.monotonic()))
+            if step.action == "reject-fleet":
+                known.fleet_rejected_since = time.monotonic()
             if step.action in ("heal", "mass-heal"):
+                known.healed_at.update(dict.fromkeys(names, time.monotonic()))
                 known.cut -= set(names)
             if step.action == "churn":  # the new host settles; the old one's name is gone
                 for host in self._hosts():
@@ -167,6 +182,8 @@ class _Runner:
             self._lab("break", host=names[0])
         elif action == "churn":
             self._lab("churn", count=1, rate=10, hosts=names)
+        elif action in ("zk-kill-leader", "zk-kill-follower", "zk-start"):
+            self._lab(action)  # zk-start: every member not running (the one killed) comes back
         elif action in ("reject-host", "reject-host-off"):
             self.control.set_host_reject_all(ids, True if action == "reject-host" else None, why="lab chaos")
             self.rejected = self.rejected | set(ids) if action == "reject-host" else self.rejected - set(ids)

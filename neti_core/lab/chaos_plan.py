@@ -5,6 +5,8 @@ i-th agent host by name when the step runs), so a churned lab still resolves the
 keeps to what a fleet must survive without an operator: one host cut at a time except in one
 mass-cut window (more than the guard's limit at once, which the guard must hold), churns apart
 by more than the removal grace, every cut healed and every reject_all flip undone before the end.
+On an ensemble (``zk_members`` >= 3) it also kills the ZooKeeper leader or a follower (kill -9),
+one member at a time, and starts it again 8-20 s later: the quorum stays, sessions must survive.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
-KINDS = ("kill-agent", "cut", "break", "churn", "reject-host", "reject-fleet", "mass-cut")
+KINDS = ("kill-agent", "cut", "break", "churn", "reject-host", "reject-fleet", "mass-cut",
+         "zk-kill-leader", "zk-kill-follower")
+ZK_KINDS = ("zk-kill-leader", "zk-kill-follower")  # only on an ensemble
 # What ends a fault (not counted as a fault): heal a cut, undo a reject_all flip.
 # The soak: long-running churn without the faults that cut members off, to watch for growth.
 SOAK_KINDS = ("churn", "reject-host", "reject-fleet", "break")
 UNDO = {"cut": "heal", "mass-cut": "mass-heal", "reject-host": "reject-host-off",
-        "reject-fleet": "reject-fleet-off"}
+        "reject-fleet": "reject-fleet-off", "zk-kill-leader": "zk-start", "zk-kill-follower": "zk-start"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +43,8 @@ class ChaosPlan:
 
 
 def plan_chaos(seed: int, minutes: float, hosts: int, *, every: float = 5.0, guard_limit: int = 1,
-               churn_gap: float = 45.0, mass_cut_seconds: float = 60.0, soak: bool = False) -> ChaosPlan:
+               churn_gap: float = 45.0, mass_cut_seconds: float = 60.0, soak: bool = False,
+               zk_members: int = 1) -> ChaosPlan:
     """One fault about every ``every`` seconds (jittered) over ``minutes``; all undone by the end."""
     if hosts < 4:
         raise ValueError("chaos needs at least 4 agent hosts")
@@ -55,12 +60,15 @@ def plan_chaos(seed: int, minutes: float, hosts: int, *, every: float = 5.0, gua
     else:
         steps.append(Step(mass[0], "mass-cut", mass_slots))
         steps.append(Step(mass[1], "mass-heal", mass_slots))
-    last_churn, fleet_off, cut_until = -churn_gap, 0.0, 0.0
+    last_churn, fleet_off, cut_until, zk_until = -churn_gap, 0.0, 0.0, 0.0
+    allowed = [k for k in (SOAK_KINDS if soak else KINDS) if k != "mass-cut"
+               and (k not in ZK_KINDS or zk_members >= 3)]
     t = rng.uniform(2, every)
     while t < end - 30:  # the last 30 s: only undoing
         in_mass = mass[0] - 15 <= t <= mass[1] + 15
         free = [s for s in range(hosts) if busy_until.get(s, 0) < t and s not in mass_slots]
-        kinds = [k for k in (SOAK_KINDS if soak else KINDS) if k != "mass-cut"
+        kinds = [k for k in allowed
+                 if not (k in ZK_KINDS and zk_until > t)
                  and not (k == "churn" and (t - last_churn < churn_gap or in_mass))
                  and not (k == "cut" and (in_mass or cut_until > t))
                  and not (k == "reject-fleet" and fleet_off > t)]
@@ -68,6 +76,9 @@ def plan_chaos(seed: int, minutes: float, hosts: int, *, every: float = 5.0, gua
         if kind == "churn":
             last_churn = t
             steps.append(Step(t, kind, (rng.choice(free),) if free else ()))
+        elif kind in ZK_KINDS:  # one member down at a time: the quorum stays
+            zk_until = min(t + rng.uniform(8, 20), end - 5)
+            steps += [Step(t, kind), Step(zk_until, UNDO[kind])]
         elif kind == "reject-fleet":
             fleet_off = t + rng.uniform(10, 25)
             steps += [Step(t, kind), Step(fleet_off, UNDO[kind])]

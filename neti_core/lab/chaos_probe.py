@@ -3,7 +3,9 @@
 It knows what the schedule did (who is cut, killed, churned, held by the guard) so that it only
 holds the fleet to what it promises: live members reach each other on overlay IPs except where a
 fault makes that impossible; no two instances hold one overlay IP; an agent dies only when killed;
-while more members are gone than the guard allows, no survivor drops any of them.
+while more members are gone than the guard allows, no survivor drops any of them; an outsider
+(inside the ssh whitelist) never reaches a host whose reject_all is on, except on port 22, which it
+always reaches; a reject_all the operator turned on is in force on every host that could hear it.
 """
 
 from __future__ import annotations
@@ -25,12 +27,17 @@ from neti_core.members import parse_party
 from neti_core.schema import AgentStatus
 
 ECHO_PORT = 8080
+SSH_PORT = 22  # no sshd in the namespaces: the echo listens here too, to test the ssh failsafe
+# A reject_all flip is in force (or reported rolled back) within the dead-man's confirm window.
+REJECT_SETTLE_SECONDS = 30.0
 SETTLE_SECONDS = 20.0   # after a kill or launch: the host converges before it is held to it
 # After `break`, repair comes at the next full check: within the lab's resync_seconds (30), plus margin.
 BREAK_SETTLE_SECONDS = 40.0
-_ECHO = ("import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
-         f"s.bind(('0.0.0.0',{ECHO_PORT}));s.listen(64)\n"
-         "while True:\n c,a=s.accept();c.sendall(a[0].encode());c.close()")
+_ECHO = ("import socket,threading\ndef serve(port):\n"
+         " s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+         " s.bind(('0.0.0.0',port));s.listen(64)\n"
+         " while True:\n  c,a=s.accept();c.sendall(a[0].encode());c.close()\n"
+         f"threading.Thread(target=serve,args=({SSH_PORT},),daemon=True).start();serve({ECHO_PORT})")
 _CONNECT = ("import socket,sys\ntry:\n s=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=2)\n"
             " print(s.recv(64).decode())\nexcept OSError as e:\n print('FAIL',type(e).__name__)")
 
@@ -54,12 +61,24 @@ class Knowledge:
     kills: dict[str, int] = field(default_factory=dict)
     mass_cut_since: float | None = None
     mass_cut_members: int | None = None
+    rejected_since: dict[str, float] = field(default_factory=dict)  # instance id -> when turned on
+    fleet_rejected_since: float | None = None
+    healed_at: dict[str, float] = field(default_factory=dict)  # host -> last reconnection
+
+    def reject_wanted_since(self, instance_id: str) -> float | None:
+        """Since when the operator wants reject_all on for this host (None: not wanted)."""
+        wanted = (self.rejected_since.get(instance_id), self.fleet_rejected_since)
+        times = [t for t in wanted if t is not None]
+        return min(times) if times else None
 
 
 class Checker:
     def __init__(self, client: KazooClient, paths: ZkPaths, read_hosts: Any, started: float, *,
-                 grace_seconds: float, session_seconds: float) -> None:
+                 grace_seconds: float, session_seconds: float, outsider: str | None = None) -> None:
         self.client, self.paths, self.read_hosts = client, paths, read_hosts
+        self.outsider = outsider  # the outsider's namespace (None: no outsider probes)
+        self.outsider_probes = 0
+        self._seen_at: dict[str, float] = {}
         self.started = started
         self.hold_after = grace_seconds + session_seconds + 5
         self.known = Knowledge()
@@ -103,6 +122,7 @@ class Checker:
             for host in hosts:
                 if host["name"] not in self._seen:
                     self._seen.add(host["name"])
+                    self._seen_at[host["name"]] = now
                     if self._rounds:
                         self.known.unsettled.setdefault(host["name"], now + SETTLE_SECONDS)
         self._rounds += 1
@@ -118,13 +138,15 @@ class Checker:
         for _ in range(3 if len(eligible) >= 2 else 0):
             src, dst = self._rng.sample(eligible, 2)
             self._probe(src, dst, statuses[dst["name"]])
+        if self.outsider is not None and eligible:
+            self._probe_from_outside(self._rng.choice(eligible), statuses, now)
 
     def _statuses(self, hosts: list[dict[str, Any]]) -> dict[str, AgentStatus]:
         found = {}
         for host in hosts:
-            path = f"{self.paths.status}/{host['instance_id']}"
-            if self.client.exists(path):
-                found[host["name"]] = AgentStatus.from_json(self.client.get(path)[0])
+            status = self._status(host)
+            if status is not None:
+                found[host["name"]] = status
         return found
 
     def _ensure_echo(self, host: dict[str, Any]) -> None:
@@ -151,6 +173,43 @@ class Checker:
             if not excused:
                 self._violate("members-reach", f"{src['name']} -> {dst['name']} overlay "
                               f"{status.overlay_ip}:{ECHO_PORT}: {result or 'no answer'}")
+
+    def _connect(self, netns: str, address: str, port: int) -> bool:
+        result = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", _CONNECT, address,
+                                 str(port)], capture_output=True, text=True, timeout=30, check=False)
+        answer = result.stdout.strip()
+        return bool(answer) and not answer.startswith("FAIL")
+
+    def _excused(self, name: str) -> bool:
+        with self.lock:
+            return name in self.known.cut or self.known.unsettled.get(name, 0) > time.monotonic()
+
+    def _probe_from_outside(self, host: dict[str, Any], statuses: dict[str, AgentStatus], now: float) -> None:
+        """The ssh failsafe always holds; reject_all, when the host says it is on, keeps the outsider
+        out; and a reject_all wanted for long enough is on (or its rollback reported)."""
+        assert self.outsider is not None
+        name, public = host["name"], host["public"]
+        self.outsider_probes += 1
+        if not self._connect(self.outsider, public, SSH_PORT) and not self._excused(name):
+            self._violate("ssh-failsafe", f"outsider -> {name} {public}:{SSH_PORT} refused")
+        status = statuses[name]
+        if status.reject_all and self._connect(self.outsider, public, ECHO_PORT):
+            still = self._status(host)  # a flip off in between is no violation
+            if still is not None and still.reject_all and not self._excused(name):
+                self._violate("outsider-rejected", f"outsider reached {name} {public}:{ECHO_PORT} "
+                              f"while it reports reject_all on ({status.reject_all_source})")
+        with self.lock:
+            since = self.known.reject_wanted_since(host["instance_id"])
+            since = max(since, self.known.healed_at.get(name, 0), self._seen_at.get(name, 0)) \
+                if since is not None else None
+        if since is not None and now - since > REJECT_SETTLE_SECONDS and not status.reject_all \
+                and status.deadman != "rolled_back" and not self._excused(name):
+            self._violate("reject-applied", f"{name}: reject_all wanted on for {now - since:.0f} s, "
+                          f"the agent reports it off ({status.reject_all_source})")
+
+    def _status(self, host: dict[str, Any]) -> AgentStatus | None:
+        path = f"{self.paths.status}/{host['instance_id']}"
+        return AgentStatus.from_json(self.client.get(path)[0]) if self.client.exists(path) else None
 
     def _check_overlay_unique(self) -> None:
         children = self.client.get_children(self.paths.ip_map)

@@ -52,8 +52,8 @@ def add_parser(subparsers: Subparsers) -> None:
     up.add_argument("--ensemble", type=int, default=1, choices=[1, 3, 5],
                     help="ZooKeeper servers (3: an ensemble; agents connect to every member)")
     zk = commands.add_parser("zk", help="ZooKeeper drills: stop/start (one member or all), kill-leader, "
-                                        "restart --rolling")
-    zk.add_argument("action", choices=["stop", "start", "kill-leader", "restart"])
+                                        "kill-follower, restart --rolling")
+    zk.add_argument("action", choices=["stop", "start", "kill-leader", "kill-follower", "restart"])
     zk.add_argument("--member", type=int, help="one ensemble member (1..N); default: all")
     zk.add_argument("--rolling", action="store_true", help="restart: one member at a time, leader last")
     zk.set_defaults(handler=_zk_drill)

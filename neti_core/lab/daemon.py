@@ -151,6 +151,10 @@ class Lab:
         self._seed_networks()
         if self.network is not None:
             self.network.build()
+            # An outsider (the office in the ssh whitelist): what chaos probes reject_all and ssh with.
+            outsider = OUTSIDE[10]
+            netns = self.network.add_host(SimHost("outsider", None, outsider)).name
+            self.save(outsider_netns=netns, outsider_ip=str(outsider))
         self._write_console_config()
         launched = 0
         # Build every host first, then start the agents together: agents started one by one
@@ -278,6 +282,7 @@ class Lab:
         handlers = {"ping": lambda: {}, "zk-stop": lambda: self._zk("stop", member),
                     "zk-start": lambda: self._zk("start", member),
                     "zk-kill-leader": lambda: self._zk("kill-leader", None),
+                    "zk-kill-follower": lambda: self._zk("kill-follower", None),
                     "zk-restart": lambda: self._zk("restart", None),
                     "cut": lambda: self._cut(request["host"], True),
                     "heal": lambda: self._cut(request["host"], False),
@@ -301,8 +306,8 @@ class Lab:
             message = self.zk.stop(member) + ": agents keep their rules (fail-static)"
         elif action == "start":
             message = self.zk.start_members(member) + f" on {self.zk.hosts}"
-        elif action == "kill-leader":
-            message = self.zk.kill_leader()
+        elif action in ("kill-leader", "kill-follower"):
+            message = self.zk.kill_role(action.removeprefix("kill-"))
         else:
             message = self.zk.restart_rolling()
         self.save(zk_pid=self.zk.servers[0].pid, zk_pids=self.zk.pids)

@@ -44,6 +44,8 @@ class LabState:
     security_groups: dict[str, str] = field(default_factory=dict)  # name -> sg-… (lab-fleet, …)
     ranges_file: str | None = None
     secured: bool = False  # TLS-only ZooKeeper with ACLs; clients use console_config's credentials
+    outsider_netns: str | None = None  # a machine on the internet segment, inside the ssh whitelist
+    outsider_ip: str | None = None
     hosts: list[dict[str, Any]] = field(default_factory=list)
 
     @property

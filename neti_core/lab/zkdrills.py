@@ -61,14 +61,18 @@ class LabZooKeeper:
         return self._said("running", chosen)
 
     def kill_leader(self) -> str:
+        return self.kill_role("leader")
+
+    def kill_role(self, role: str) -> str:
+        """kill -9 the leader, or one follower (the first serving as one), as a crash would."""
         if self.ensemble is None:
-            raise ValueError("kill-leader needs an ensemble (neti lab up --ensemble 3)")
-        leader = self.ensemble.leader()
-        if leader is None:
-            raise ZooKeeperUnavailable("no leader right now (no quorum)")
-        index = self.servers.index(leader) + 1
-        leader.kill()
-        return f"ZooKeeper leader (member {index}, {leader.hosts}) killed with SIGKILL; " \
+            raise ValueError(f"kill-{role} needs an ensemble (neti lab up --ensemble 3)")
+        victim = next((s for s in self.servers if s.mode() == role), None)
+        if victim is None:
+            raise ZooKeeperUnavailable(f"no {role} right now (no quorum)")
+        index = self.servers.index(victim) + 1
+        victim.kill()
+        return f"ZooKeeper {role} (member {index}, {victim.hosts}) killed with SIGKILL; " \
                f"`neti lab zk start --member {index}` brings it back"
 
     def restart_rolling(self) -> str:
