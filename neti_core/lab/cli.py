@@ -179,7 +179,8 @@ def fleet_sync(state: LabState, timeout: float = 5) -> tuple[int, int, list[dict
     return in_sync, agents, rows
 
 
-def fleet_view(state: LabState, timeout: float = 5) -> tuple[int, int, list[dict[str, Any]], tuple[str, ...]]:
+def fleet_view(state: LabState,
+               timeout: float = 15) -> tuple[int, int, list[dict[str, Any]], tuple[str, ...]]:
     """What the console would show, read once: per-host rows joined with the lab's manifest, and
     every anomaly (documents that do not decode, status nodes without a member...). One bad node is
     a row's or a problem's text, never a failure of the whole view."""
@@ -187,6 +188,8 @@ def fleet_view(state: LabState, timeout: float = 5) -> tuple[int, int, list[dict
     from neti_core.fleet.watcher import LiveFleet
 
     logging.getLogger("kazoo").setLevel(logging.CRITICAL)  # an unreachable ZooKeeper is said once, below
+    # The default timeout lets kazoo get past a hung ensemble member (its TLS handshake waits out
+    # the session timeout, 10 s) to a serving one.
     client = lab_client(state)
     client.start(timeout=timeout)
     try:
@@ -324,7 +327,7 @@ def _maxchange_setting(state: LabState) -> str:
 
     client = lab_client(state)
     try:
-        client.start(timeout=5)
+        client.start(timeout=15)
         path = ZkPaths.under(state.zk_prefix).maxchange
         value, problem = read_guard_limit(client.get(path)[0] if client.exists(path) else None,
                                           decode_maxchange)
