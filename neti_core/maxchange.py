@@ -81,3 +81,9 @@ def read_guard_limit(data: bytes | None,
         return decode_guard_limit(data, decode_count), None
     except MalformedEntryError as exc:
         return DEFAULT_MAXCHANGE, f"{exc}; using {DEFAULT_MAXCHANGE}"
+
+
+def audit_value(limit: MaxChange) -> int | str:
+    """How audit entries and plans record a limit: a count as a number (as it always was), a share
+    as its text ("10%")."""
+    return limit.count if limit.count is not None else str(limit)

@@ -23,6 +23,7 @@ from neti_core.config import ZkPaths
 from neti_core.errors import MalformedEntryError, NetiError
 from neti_core.fleet.state import EMPTY_SNAPSHOT, AuditRecord, FleetSnapshot
 from neti_core.fleet.treeread import audit_seq
+from neti_core.maxchange import MaxChange, audit_value, decode_guard_limit, parse_maxchange
 from neti_core.members import validate_instance_id
 from neti_core.phases import Check, check_move, get_phase
 from neti_core.revert_plan import RevertPlan, RevertRefused, revert_slots, shown, when
@@ -225,11 +226,15 @@ class FleetControl:
 
     # --- maxchange -------------------------------------------------------------------------------
 
-    def set_maxchange(self, value: int, why: str = "") -> ActionResult:
-        """The most members an agent may drop in one update (the mass-change guard's limit)."""
+    def set_maxchange(self, value: int | str | MaxChange, why: str = "") -> ActionResult:
+        """The most members an agent may drop in one update (the mass-change guard's limit): a count
+        (``20``) or a share of the fleet (``"10%"``)."""
         self._check_writable("change maxchange")
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"maxchange must be a whole number >= 0, got {value!r}")
+        try:
+            limit = value if isinstance(value, MaxChange) else parse_maxchange(value)
+        except MalformedEntryError as exc:
+            raise ValueError(f"maxchange must be a whole number >= 0 or a share (10%): {exc}") from None
+        value = audit_value(limit)
         self.client.ensure_path(self.paths.audit)
         def attempt() -> ActionResult | None:
             data, version = self._read(self.paths.maxchange)
@@ -398,10 +403,11 @@ class FleetControl:
 
 
 def _maxchange_or_malformed(data: bytes | None) -> int | str | None:
-    """The value as audit entries record it: a number, None when unset, "malformed" for garbage."""
+    """The value as audit entries record it: a number, a share ("10%"), None when unset,
+    "malformed" for garbage."""
     if data is None:
         return None
     try:
-        return decode_maxchange(data)
+        return audit_value(decode_guard_limit(data, decode_maxchange))
     except MalformedEntryError:
         return "malformed"

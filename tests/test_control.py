@@ -84,6 +84,12 @@ def test_fleet_default_and_maxchange(control, zk, zk_paths):
                        ("maxchange.set", 20, 60)]
     with pytest.raises(ValueError, match="whole number"):
         control.set_maxchange(-1)
+    control.set_maxchange("15%", why="a share scales with the fleet")
+    assert zk.get(zk_paths.maxchange)[0] == b"15%"
+    assert control.set_maxchange("15%").changed == (), "the same share again changes nothing"
+    assert audit(zk, zk_paths)[-1].before == 60 and audit(zk, zk_paths)[-1].after == "15%"
+    with pytest.raises(ValueError, match="over 100%"):
+        control.set_maxchange("150%")
 
 
 def test_a_phase_move_is_refused_while_its_guard_fails(control, zk, zk_paths):

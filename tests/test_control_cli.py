@@ -69,6 +69,11 @@ def test_fleet_default_and_maxchange_plans_read_invalid_documents_through_their_
     assert zk.get(zk_paths.maxchange)[0] == b"7"
     actions = [(e.action, e.before, e.after) for e in _audit(zk, zk_paths)]
     assert actions == [("defaults.reject_all", None, True), ("maxchange.set", "malformed", 7)]
+    assert "maxchange: 7 → 25%" in neti("maxchange", "25%").stdout  # a share of the fleet
+    assert neti("--yes", "maxchange", "25%").returncode == 0
+    assert zk.get(zk_paths.maxchange)[0] == b"25%"
+    zk.delete(zk_paths.maxchange)
+    assert "maxchange: unset (10%) → 3" in neti("maxchange", "3").stdout
 
 
 def test_read_only_and_bad_input_are_refused_with_one_line_and_their_exit_codes(neti, zk, zk_paths):

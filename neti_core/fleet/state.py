@@ -323,7 +323,7 @@ class FleetSnapshot:
     cversion: int | None
     defaults: FleetDefaults | None
     phase: PhaseRecord | None
-    maxchange: int | None
+    maxchange: str | None  # as set: "20" or "10%"; None when unset (the agents use 10%)
     audit: tuple[AuditRecord, ...]
     audit_total: int
     zk: ZkHealth

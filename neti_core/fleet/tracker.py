@@ -38,6 +38,7 @@ from neti_core.fleet.state import (
     summarize,
 )
 from neti_core.fleet.treeread import AUDIT_KEEP, TreeRead, audit_seq, insert_in_order
+from neti_core.maxchange import decode_guard_limit
 from neti_core.members import Member, parse_party_entry
 from neti_core.schema import (
     AgentStatus,
@@ -70,7 +71,7 @@ class FleetModel:
         self._bad: dict[str, str] = {}  # node path (relative) -> problem
         self._defaults: FleetDefaults | None = None
         self._phase: PhaseRecord | None = None
-        self._maxchange: int | None = None
+        self._maxchange: str | None = None  # as set: "20" or "10%" (None: unset, the agents' 10%)
         self._audit: list[AuditRecord] = []
         self._audit_total = 0
         self._instances: dict[str, Instance] | None = None
@@ -113,7 +114,7 @@ class FleetModel:
             self._decode_override(instance_id, data)
         self._defaults = self._decode("control/defaults", FleetDefaults.from_json, tree.defaults)
         self._phase = self._decode("control/phase", PhaseRecord.from_json, tree.phase)
-        self._maxchange = self._decode("maxchange", decode_maxchange, tree.maxchange)
+        self._maxchange = self._decode("maxchange", _guard_limit_text, tree.maxchange)
         self._decode("interval", decode_interval, tree.interval)
         self._audit = []
         for name, data in tree.audit.items():
@@ -217,7 +218,7 @@ class FleetModel:
         self._touched = True
 
     def set_maxchange(self, data: bytes | None) -> None:
-        self._maxchange = self._decode("maxchange", decode_maxchange, data)
+        self._maxchange = self._decode("maxchange", _guard_limit_text, data)
         self._news = True
         self._touched = True
 
@@ -423,3 +424,8 @@ class FleetModel:
             self._problems_changed = True
             return None
         return record if insert_in_order(self._audit, record, self.audit_keep) else None
+
+
+def _guard_limit_text(data: bytes) -> str:
+    """maxchange as set, a count or a share (what the agents' guard accepts); raises when malformed."""
+    return str(decode_guard_limit(data, decode_maxchange))

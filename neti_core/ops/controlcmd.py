@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from neti_core.cliutil import EXIT_USAGE, fail, load_config_or_exit
 from neti_core.errors import MalformedEntryError, NetiError
+from neti_core.maxchange import DEFAULT_MAXCHANGE, audit_value, decode_guard_limit
 from neti_core.ops.common import (
     EXIT_FAILURE,
     PROG,
@@ -51,7 +52,8 @@ def add_parser(subparsers: Subparsers) -> None:
     reject.add_argument("value", choices=list(_VALUES))
     reject.add_argument("hosts", nargs="*", metavar="INSTANCE_ID")
     reject.add_argument("--fleet", action="store_true", help="the fleet-wide default instead of hosts")
-    maxchange = actions.add_parser("maxchange", help="how many members one sync may remove")
+    maxchange = actions.add_parser("maxchange", help="how many members one sync may remove: a count "
+                                                     "(20) or a share of the fleet (10%%)")
     maxchange.add_argument("value")
     phase = actions.add_parser("phase", help="move the migration phase (its guard must pass)")
     phase.add_argument("target")
@@ -103,7 +105,7 @@ def _request(args: argparse.Namespace) -> tuple[str, Any, tuple[str, ...]]:
         return ("fleet" if args.fleet else "hosts", _VALUES[args.value], hosts)
     if args.control_action == "maxchange":
         try:
-            return ("maxchange", decode_maxchange(args.value), ())
+            return ("maxchange", audit_value(decode_guard_limit(args.value, decode_maxchange)), ())
         except MalformedEntryError as exc:
             fail(PROG, str(exc))
     try:
@@ -128,7 +130,9 @@ def _plan(client: KazooClient, config: NetiConfig,
         now = _read(client, paths.control_defaults, FleetDefaults.from_json, "reject_all")
         return [f"fleet default reject_all: {now} → {_shown(value)}"], None
     if what == "maxchange":
-        return [f"maxchange: {_read(client, paths.maxchange, decode_maxchange, None)} → {value}"], None
+        now = _read(client, paths.maxchange, lambda d: str(decode_guard_limit(d, decode_maxchange)), None)
+        now = f"unset ({DEFAULT_MAXCHANGE})" if now == "unset" else now
+        return [f"maxchange: {now} → {value}"], None
     return _phase_plan(client, config, value)
 
 
