@@ -104,15 +104,36 @@ def tls_options(config: NetiConfig) -> dict[str, Any]:
     return options
 
 
+class BoundedConnectHandler(PlainSelectHandler):
+    """kazoo gives a TLS handshake the whole session timeout (its Connect request gets only
+    session timeout / members): one hung ensemble member, which still accepts TCP in the kernel,
+    then eats the session before the client tries the next member, and every agent on it loses
+    its session and its ephemeral nodes. Bounded to half a member's share, failing over from a
+    hung member takes two attempts at most within the session (measured: tests/test_zk_failover.py)."""
+
+    def __init__(self, connect_seconds: float) -> None:
+        super().__init__()
+        self.connect_seconds = connect_seconds
+
+    def create_connection(self, *args: Any, **kwargs: Any) -> Any:
+        timeout = kwargs.get("timeout")
+        kwargs["timeout"] = self.connect_seconds if timeout is None else min(timeout, self.connect_seconds)
+        return super().create_connection(*args, **kwargs)
+
+
 def make_client(config: NetiConfig, hosts: str, **kazoo_options: Any) -> KazooClient:
     """A KazooClient (not started) for ``hosts`` carrying this config's credentials and TLS.
 
     Raises ConfigError (one line) for an unreadable or world-readable secret file or a missing CA.
     """
     credentials = Credentials.from_config(config)
+    tls = tls_options(config)
+    members = len(hosts.split("/", 1)[0].split(","))
+    if tls and members > 1 and "handler" not in kazoo_options:
+        kazoo_options["handler"] = BoundedConnectHandler(
+            float(kazoo_options.get("timeout", 10.0)) / members / 2)
     kazoo_options.setdefault("handler", PlainSelectHandler())
-    client = KazooClient(hosts=hosts, auth_data=credentials.auth_data or None, **tls_options(config),
-                         **kazoo_options)
+    client = KazooClient(hosts=hosts, auth_data=credentials.auth_data or None, **tls, **kazoo_options)
     client.neti_credentials = credentials  # read by install_acl
     return client
 

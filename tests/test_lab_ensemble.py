@@ -28,6 +28,14 @@ def _status(env) -> dict:
                     and all("members" in h for h in doc["hosts"]) and doc, timeout=60, what="lab status")
 
 
+def _all_in_sync(env, what: str) -> None:
+    """Every agent in sync within 120 s; otherwise fail with what `neti lab status` says."""
+    try:
+        wait_for(lambda: (s := _status(env))["in_sync"] == s["agents"], timeout=120, what=what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_neti(env, 'lab', 'status').stdout}") from None
+
+
 def _members(state) -> list[tuple[int, int]]:
     """(member number, client port) of each ensemble member, from the connect string."""
     return [(i + 1, int(hp.rsplit(":", 1)[1])) for i, hp in enumerate(state.zk_hosts.split(","))]
@@ -53,7 +61,7 @@ class _Watch:
                                grace_seconds=30, session_seconds=10, outsider=state.outsider_netns).start()
 
     def finish(self, env) -> None:
-        wait_for(lambda: (s := _status(env))["in_sync"] == s["agents"], timeout=120, what="in sync")
+        _all_in_sync(env, "in sync")
         time.sleep(3)  # a last round of probes on the settled fleet
         self.checker.stop()
         self.client.stop()
@@ -104,8 +112,7 @@ def test_ensemble_lab_survives_leader_kill_during_churn_rolling_restart_and_a_st
     try:
         churned = _neti(env, "lab", "churn", "--count", "1", "--rate", "1")
         assert churned.returncode == 0, churned.stderr
-        wait_for(lambda: (s := _status(env))["in_sync"] == s["agents"], timeout=120,
-                 what="in sync with a follower gone")
+        _all_in_sync(env, "in sync with a follower gone")
     finally:
         os.kill(pid, signal.SIGCONT)
     watch.finish(env)
