@@ -18,14 +18,18 @@ def _chaos(env, minutes: float) -> tuple[int, dict, str]:
     return run.returncode, json.loads(lines[-1]), run.stdout + run.stderr
 
 
-def test_a_short_schedule_on_a_healthy_lab_breaks_no_promise(lab_env):  # noqa: F811
+def test_a_short_schedule_on_a_healthy_secured_ensemble_lab_breaks_no_promise(lab_env):  # noqa: F811
     env, _, _ = lab_env
-    up = _neti(env, "lab", "up", "--hosts", "6", "--vpc", "34", "--unregistered", "0", "--no-console")
+    up = _neti(env, "lab", "up", "--hosts", "6", "--vpc", "34", "--unregistered", "0", "--ensemble", "3",
+               "--no-console")
     assert up.returncode == 0, up.stdout + up.stderr
+    assert "TLS-only, ACLs" in up.stdout
     status, report, output = _chaos(env, 1.5)
     assert status == 0 and report["violations"] == 0, output
-    assert report["faults"] >= 12 and len(report["faults_by_kind"]) >= 5, report
-    assert report["probes"] >= 20 and report["recovery_seconds"] is not None
+    assert report["faults"] >= 12 and len(report["faults_by_kind"]) >= 6, report
+    assert {"zk-kill-leader", "zk-kill-follower", "reject-fleet", "mass-cut"} <= set(report["faults_by_kind"])
+    assert report["probes"] >= 20 and report["outsider_probes"] >= 10, report
+    assert report["recovery_seconds"] is not None
     assert "chaos:   " in output and " probes, 0 violations" in output  # the progress it showed
 
 

@@ -155,8 +155,10 @@ class _Runner:
             if step.action == "reject-host-off":
                 for instance_id in ids:
                     known.rejected_since.pop(instance_id, None)
+                    known.reject_off_at[instance_id] = time.monotonic()
             if step.action == "reject-fleet-off":
                 known.fleet_rejected_since = None
+                known.reject_off_at["*"] = time.monotonic()
         self._act(step.action, names, targets)
         with self.checker.lock:  # ... wanted on: from after it
             if step.action == "reject-host":

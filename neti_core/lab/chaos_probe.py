@@ -64,6 +64,13 @@ class Knowledge:
     rejected_since: dict[str, float] = field(default_factory=dict)  # instance id -> when turned on
     fleet_rejected_since: float | None = None
     healed_at: dict[str, float] = field(default_factory=dict)  # host -> last reconnection
+    reject_off_at: dict[str, float] = field(default_factory=dict)  # instance id (or "*": fleet)
+
+    def reject_just_lifted(self, instance_id: str, now: float) -> bool:
+        """reject_all turned off for this host moments ago: its status may still say on while the
+        kernel already lets the outsider in (the agent applies, then publishes)."""
+        lifted = max(self.reject_off_at.get(instance_id, 0), self.reject_off_at.get("*", 0))
+        return now - lifted < SETTLE_SECONDS
 
     def reject_wanted_since(self, instance_id: str) -> float | None:
         """Since when the operator wants reject_all on for this host (None: not wanted)."""
@@ -105,8 +112,10 @@ class Checker:
             echo.wait(5)
 
     def _violate(self, invariant: str, detail: str) -> None:
+        violation = Violation(time.monotonic() - self.started, invariant, detail)
         with self.lock:
-            self.violations.append(Violation(time.monotonic() - self.started, invariant, detail))
+            self.violations.append(violation)
+        print(f"chaos: VIOLATION at {violation.at:.1f} s: {invariant}: {detail}", flush=True)
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
@@ -195,7 +204,9 @@ class Checker:
         status = statuses[name]
         if status.reject_all and self._connect(self.outsider, public, ECHO_PORT):
             still = self._status(host)  # a flip off in between is no violation
-            if still is not None and still.reject_all and not self._excused(name):
+            with self.lock:
+                lifted = self.known.reject_just_lifted(host["instance_id"], time.monotonic())
+            if still is not None and still.reject_all and not lifted and not self._excused(name):
                 self._violate("outsider-rejected", f"outsider reached {name} {public}:{ECHO_PORT} "
                               f"while it reports reject_all on ({status.reject_all_source})")
         with self.lock:
