@@ -38,7 +38,11 @@ _ECHO = ("import socket,threading\ndef serve(port):\n"
          " s.bind(('0.0.0.0',port));s.listen(64)\n"
          " while True:\n  c,a=s.accept();c.sendall(a[0].encode());c.close()\n"
          f"threading.Thread(target=serve,args=({SSH_PORT},),daemon=True).start();serve({ECHO_PORT})")
-_CONNECT = ("import socket,sys\ntry:\n s=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=2)\n"
+# A probe that must connect waits out TCP's SYN retries (1 s, 3 s): one packet lost on a loaded
+# machine is no broken promise, a DROP rule fails them all. One that must not connect needs less.
+REACH_TIMEOUT, BLOCKED_TIMEOUT = 5.0, 2.0
+_CONNECT = ("import socket,sys\ntry:\n s=socket.create_connection((sys.argv[1],int(sys.argv[2])),"
+            "timeout=float(sys.argv[3]))\n"
             " print(s.recv(64).decode())\nexcept OSError as e:\n print('FAIL',type(e).__name__)")
 
 
@@ -170,8 +174,8 @@ class Checker:
 
     def _probe(self, src: dict[str, Any], dst: dict[str, Any], status: AgentStatus) -> None:
         result = subprocess.run(["ip", "netns", "exec", src["netns"], sys.executable, "-c", _CONNECT,
-                                 status.overlay_ip, str(ECHO_PORT)], capture_output=True, text=True,
-                                timeout=30, check=False).stdout.strip()
+                                 status.overlay_ip, str(ECHO_PORT), str(REACH_TIMEOUT)], capture_output=True,
+                                text=True, timeout=30, check=False).stdout.strip()
         self.probes += 1
         if not result or result.startswith("FAIL"):
             with self.lock:  # a fault that began during the probe excuses it, as does termination
@@ -183,9 +187,10 @@ class Checker:
                 self._violate("members-reach", f"{src['name']} -> {dst['name']} overlay "
                               f"{status.overlay_ip}:{ECHO_PORT}: {result or 'no answer'}")
 
-    def _connect(self, netns: str, address: str, port: int) -> bool:
+    def _connect(self, netns: str, address: str, port: int, timeout: float) -> bool:
         result = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", _CONNECT, address,
-                                 str(port)], capture_output=True, text=True, timeout=30, check=False)
+                                 str(port), str(timeout)], capture_output=True, text=True, timeout=30,
+                                check=False)
         answer = result.stdout.strip()
         return bool(answer) and not answer.startswith("FAIL")
 
@@ -199,10 +204,10 @@ class Checker:
         assert self.outsider is not None
         name, public = host["name"], host["public"]
         self.outsider_probes += 1
-        if not self._connect(self.outsider, public, SSH_PORT) and not self._excused(name):
+        if not self._connect(self.outsider, public, SSH_PORT, REACH_TIMEOUT) and not self._excused(name):
             self._violate("ssh-failsafe", f"outsider -> {name} {public}:{SSH_PORT} refused")
         status = statuses[name]
-        if status.reject_all and self._connect(self.outsider, public, ECHO_PORT):
+        if status.reject_all and self._connect(self.outsider, public, ECHO_PORT, BLOCKED_TIMEOUT):
             still = self._status(host)  # a flip off in between is no violation
             with self.lock:
                 lifted = self.known.reject_just_lifted(host["instance_id"], time.monotonic())
