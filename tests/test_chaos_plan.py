@@ -54,6 +54,8 @@ def test_the_soak_churns_without_cutting_anyone_off():
     kinds = plan.faults_by_kind()
     assert "churn" in kinds and not {"cut", "mass-cut", "kill-agent"} & set(kinds)
     assert sum(kinds.values()) > 250
+    churned = {slot for step in plan.steps if step.action == "churn" for slot in step.slots}
+    assert churned and min(churned) >= 6, "the first half lives throughout (its RSS and fds measured)"
 
 
 def test_resource_growth_is_measured_on_agents_that_lived_throughout():

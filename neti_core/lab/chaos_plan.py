@@ -75,7 +75,10 @@ def plan_chaos(seed: int, minutes: float, hosts: int, *, every: float = 5.0, gua
         kind = rng.choice(kinds)
         if kind == "churn":
             last_churn = t
-            steps.append(Step(t, kind, (rng.choice(free),) if free else ()))
+            # The soak leaves the first half (by name: the oldest hosts) alone, so that agents live
+            # through the whole run and their RSS and fds can be compared start to end.
+            churnable = [f for f in free if not soak or f >= hosts // 2]
+            steps.append(Step(t, kind, (rng.choice(churnable),) if churnable else ()))
         elif kind in ZK_KINDS:  # one member down at a time: the quorum stays
             zk_until = min(t + rng.uniform(8, 20), end - 5)
             steps += [Step(t, kind), Step(zk_until, UNDO[kind])]
