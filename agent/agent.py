@@ -20,7 +20,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState
-from kazoo.retry import KazooRetry
+from kazoo.retry import KazooRetry, RetryFailedError
 
 from agent.applied import Applied
 from agent.control_watch import ControlWatcher
@@ -52,6 +52,7 @@ from neti_core.zkclient import (
 )
 
 log = logging.getLogger(__name__)
+STARTUP_ZK_SECONDS = 120.0  # how long start-up waits out a connection that keeps dropping
 RETRY_AFTER_ERROR_SECONDS = 5.0  # a failed apply is retried this soon, not at the next resync
 # Test-only: a planted bug (the agent ignores the guard) so `neti lab chaos` can show it catches one.
 PLANTED_IGNORE_GUARD = os.environ.get("NETI_TEST_PLANT_BUG") == "ignore-guard"
@@ -108,8 +109,15 @@ class Agent:
                 if self._stopping.is_set() or (deadline is not None and self.clock() > deadline):
                     raise NetiError(f"cannot reach ZooKeeper at {self.zk_hosts}") from None
                 log.warning("ZooKeeper at %s not reachable yet; retrying", self.zk_hosts)
-        tree = install_acl(self.client, self.paths)  # every node we create carries its ACL from here on
-        verify_agent_identity(self.client, self.paths, self.identity.instance_id, tree)
+        # The connection can drop again at once (a member killed, an election): wait it out, as
+        # kazoo's recipes do, rather than exit; a refused identity is not retried.
+        ready = KazooRetry(max_tries=-1, delay=0.5, max_delay=5, deadline=STARTUP_ZK_SECONDS)
+        try:
+            tree = ready(install_acl, self.client, self.paths)  # every node we create carries its ACL
+            ready(verify_agent_identity, self.client, self.paths, self.identity.instance_id, tree)
+        except RetryFailedError:
+            raise NetiError(f"ZooKeeper at {self.zk_hosts} kept dropping the connection for "
+                            f"{STARTUP_ZK_SECONDS:.0f} s") from None
         if not is_authenticated(self.config):
             log.warning("%s", UNAUTHENTICATED_NOTE)
 
