@@ -93,6 +93,7 @@ def test_lab_up_converges_connects_across_sides_and_down_leaves_nothing(lab_env)
     assert (status["agents"], status["in_sync"], status["instances"], status["mode"]) == (4, 4, 5, "netns")
     hosts = {h["name"]: h for h in status["hosts"]}
     assert hosts["legacy-005"]["agent"] is False
+    assert list(hosts) == ["app-001", "app-002", "app-003", "app-004", "legacy-005"]  # in name order
     # The lab's hosts run the native nft backend (auto on this kernel): Neti's own table.
     assert {h["backend"] for h in status["hosts"] if h["agent"]} == {"nft"}
     ec2 = next(h for h in status["hosts"] if h["agent"] and h["side"] == "ec2")

@@ -26,6 +26,7 @@ from neti_core.lab.plan import LabPlanError, plan_fleet
 from neti_core.lab.rpc import LabUnreachable, request
 from neti_core.lab.state import LabState, alive, default_state_dir, read_state, remove_leftovers
 from neti_core.ops.common import PROG, Subparsers
+from neti_core.versions import natural_key
 
 SYNC_TIMEOUT_SECONDS = 180
 
@@ -199,7 +200,7 @@ def fleet_view(state: LabState,
         client.close()
     rows, in_sync, agents = [], 0, 0
     lab_ids = {host["instance_id"] for host in state.hosts}
-    for host in state.hosts:
+    for host in sorted(state.hosts, key=lambda host: natural_key(host["name"])):  # app-2 before app-10
         row = dict(host)
         fleet_row = snapshot.rows.get(host["instance_id"])
         status = fleet_row.status if fleet_row is not None else None
