@@ -8,6 +8,8 @@ import os
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -55,18 +57,21 @@ def setup_logging(config: NetiConfig, verbose: bool) -> None:
     logging.getLogger("botocore").setLevel(logging.WARNING)
 
 
-def wait_for_identity(config: NetiConfig) -> Identity:
-    """The metadata service throttles and answers late at boot: wait for it, within a bound."""
+def wait_for_identity(imds_url: str, timeout: float, *, give_up_after: float = STARTUP_WAIT_SECONDS,
+                      sleep: Callable[[float], None] = time.sleep) -> Identity:
+    """The metadata service throttles and answers late at boot (78 of 150 lab agents started at
+    once got no token within 3 attempts and exited): wait for it, within a bound. An answer that
+    does not parse is not asked again."""
     from agent.retry import GaveUp, retry_transient
-    from neti_core.imds import MetadataError, fetch_identity
+    from neti_core.imds import MetadataUnavailable, fetch_identity
 
     try:
-        return retry_transient(lambda: fetch_identity(config.imds_url, config.imds_timeout_seconds),
-                               what=f"the metadata service at {config.imds_url}",
+        return retry_transient(lambda: fetch_identity(imds_url, timeout),
+                               what=f"the metadata service at {imds_url}",
                                is_transient=lambda exc: getattr(exc, "transient", False),
-                               give_up_after=STARTUP_WAIT_SECONDS, logger=log)
+                               give_up_after=give_up_after, sleep=sleep, logger=log)
     except GaveUp as exc:
-        raise MetadataError(str(exc)) from None
+        raise MetadataUnavailable(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             backend.flush()
             print(f"{PROG}: removed Neti's chains and set; other rules untouched")
             return 0
-        identity = wait_for_identity(config)
+        identity = wait_for_identity(config.imds_url, config.imds_timeout_seconds)
     except NetiError as exc:
         fail(PROG, str(exc), status=1)
     if args.dry_run:

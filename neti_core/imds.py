@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
@@ -104,26 +102,6 @@ def fetch_identity(base_url: str = "http://169.254.169.254", timeout: float = 2.
         raise MetadataUnavailable(f"instance metadata from {base_url}: "
                                   f"{exc or f'no answer after {attempts} attempts'}") from None
     return Identity(instance_id, private_ip, public_ip, mac, side, vpc_id or None)
-
-
-def fetch_identity_patiently(base_url: str, timeout: float, *, wait_seconds: float = 60.0,
-                             sleep: Callable[[float], None] = time.sleep,
-                             clock: Callable[[], float] = time.monotonic) -> Identity:
-    """:func:`fetch_identity`, asked again with backoff for up to ``wait_seconds`` while the
-    service does not answer. At boot, or on a loaded host, it can answer late: 78 of 150 lab agents
-    started at once on a 2-core machine got no token within 3 attempts of 2 s and exited. An answer
-    that does not parse is not retried."""
-    deadline, delay = clock() + wait_seconds, 0.5
-    while True:
-        try:
-            return fetch_identity(base_url, timeout)
-        except MetadataUnavailable as exc:
-            remaining = deadline - clock()
-            if remaining <= 0:
-                raise
-            log.warning("%s; asking again in %.1f s", exc, min(delay, remaining))
-            sleep(min(delay, remaining))
-            delay = min(delay * 2, 8.0)
 
 
 def _required(value: str | None, what: str) -> str:

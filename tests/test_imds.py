@@ -6,7 +6,8 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from neti_core.imds import MetadataError, MetadataUnavailable, fetch_identity, fetch_identity_patiently
+from agent.cli import wait_for_identity
+from neti_core.imds import MetadataError, MetadataUnavailable, fetch_identity
 from neti_core.lab.imds_server import ImdsServer, metadata_tree
 from neti_core.members import Side
 
@@ -70,7 +71,7 @@ def test_a_service_that_answers_late_is_asked_again_and_a_silent_one_is_given_up
     timer = threading.Timer(1.5, server.start)  # the service comes up after the agent asked
     timer.start()
     try:
-        identity = fetch_identity_patiently(f"http://127.0.0.1:{port}", 0.5, wait_seconds=30)
+        identity = wait_for_identity(f"http://127.0.0.1:{port}", 0.5, give_up_after=30)
     finally:
         timer.join()
         server.stop()
@@ -78,7 +79,7 @@ def test_a_service_that_answers_late_is_asked_again_and_a_silent_one_is_given_up
 
     began = time.monotonic()
     with pytest.raises(MetadataUnavailable):
-        fetch_identity_patiently(f"http://127.0.0.1:{free_port()}", 0.2, wait_seconds=1.5)
+        wait_for_identity(f"http://127.0.0.1:{free_port()}", 0.2, give_up_after=1.5)
     assert 1.0 <= time.monotonic() - began < 15
 
 
@@ -87,5 +88,5 @@ def test_a_malformed_answer_is_not_asked_again():
     tree["mac"] = "not-a-mac"
     calls = []
     with ImdsServer(tree) as server, pytest.raises(MetadataError) as caught:
-        fetch_identity_patiently(server.url, 1.0, wait_seconds=30, sleep=calls.append)
+        wait_for_identity(server.url, 1.0, give_up_after=30, sleep=calls.append)
     assert not isinstance(caught.value, MetadataUnavailable) and calls == []
