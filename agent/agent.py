@@ -280,6 +280,22 @@ class Agent:
             self.applied.self_heals += len(restored)
             self.metrics.self_heals.inc(len(restored))
 
+    def _repair_drift(self, desired: RuleSet) -> None:
+        """Compare the kernel with ``desired`` and rebuild what differs; a failure is reported."""
+        try:
+            drift = self.backend.drift(desired)
+            self.applied.drift_detected = bool(drift)
+            if not drift:
+                return
+            log.warning("rules drifted; repairing:\n%s", drift)
+            self.backend.repair(desired)
+        except NetiError as exc:
+            self._failed(f"drift repair failed: {exc}")
+            return
+        self.applied.drift_repairs += 1
+        self.metrics.drift_repairs.inc()
+        self.applied.error = None
+
     def _converge(self, desired: RuleSet, plan: MembershipPlan, *, reject_all: bool,
                   source: RejectAllSource, now: float, full_check: bool) -> None:
         """Apply if the desired rules differ; on a full check, also repair drift."""
@@ -287,24 +303,9 @@ class Agent:
         changed = previous is None or desired.hash != previous.hash
         if not changed:  # same rules, maybe a new reason for them (an override equal to neti.yml)
             self.applied.source = source
-        if not changed and full_check:
-            self._last_full_check = now
-            try:
-                drift = self.backend.drift(desired)
-                self.applied.drift_detected = bool(drift)
-                if not drift:
-                    self._record_plan(plan)
-                    return
-                log.warning("rules drifted; repairing:\n%s", drift)
-                self.backend.repair(desired)
-            except NetiError as exc:
-                self._failed(f"drift repair failed: {exc}")
-                return
-            self.applied.drift_repairs += 1
-            self.metrics.drift_repairs.inc()
-            self.applied.error = None
-            return
-        if not changed:
+            if full_check:
+                self._last_full_check = now
+                self._repair_drift(desired)
             self._record_plan(plan)
             return
         began = time.perf_counter()
@@ -313,8 +314,6 @@ class Agent:
         except NetiError as exc:
             self._failed(f"apply failed, previous rules kept: {exc}")
             return
-        if full_check:
-            self._last_full_check = now
         turned_on = reject_all and not self.applied.reject_all
         self.applied.ruleset = desired
         self.applied.reject_all, self.applied.source = reject_all, source
@@ -328,6 +327,12 @@ class Agent:
             save_applied(self.state_file, plan.members)
         except OSError as exc:
             log.warning("cannot save applied members to %s: %s", self.state_file, exc)
+        if full_check:
+            # A delta trusts that the kernel still holds what was applied last; the full check that
+            # was due must still look, or a host that keeps receiving changes (flips, churn) would
+            # never find a flushed set. The chaos soak caught exactly that.
+            self._last_full_check = now
+            self._repair_drift(desired)
         if turned_on:
             self.deadman.armed(now)
         elif not reject_all:

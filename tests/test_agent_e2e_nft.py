@@ -4,6 +4,7 @@ packets between namespaces; and a host switched between backends keeps no rules 
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 import yaml
@@ -62,6 +63,23 @@ def test_nft_rules_broken_by_hand_are_repaired_at_the_next_resync(agent_fleet):
     assert status.drift_detected
     assert "ip saddr @ec2_whitelist accept" in _nft(a, "list", "chain", "ip", "neti", "NETI-INPUT")
     assert str(b.address) in _nft(a, "list", "set", "ip", "neti", "ec2_whitelist")
+
+
+def test_a_flushed_set_is_repaired_on_time_while_changes_keep_coming(agent_fleet):
+    """Every sync here applies a change (reject_all flips each second), so the periodic resync never
+    comes on its own: the full check that falls due on a changing sync must still look at the
+    kernel. Before, a delta reset the clock and the empty set stayed while the flips went on."""
+    a = agent_fleet.add(Side.EC2, **NFT)
+    b = agent_fleet.add(Side.EC2, **NFT)
+    wait_for(lambda: agent_fleet.converged(members=2), what="converged")
+    a.host.shell("nft", "flush", "set", "ip", "neti", "ec2_whitelist")
+    began, on = time.monotonic(), False
+    while str(b.address) not in _nft(a, "list", "set", "ip", "neti", "ec2_whitelist"):
+        assert time.monotonic() - began < 30, "set still empty after 30 s of changes (resync_seconds=5)"
+        on = not on
+        agent_fleet.set_host_reject_all(a, on)
+        time.sleep(1.0)
+    wait_for(lambda: agent_fleet.status(a).drift_repairs >= 1, timeout=10, what="the repair reported")
 
 
 def test_dry_run_changes_nothing_and_flush_removes_only_netis_table(agent_fleet):
