@@ -7,7 +7,7 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from agent.control_watch import Slot, next_slot, restore_slot, snapshot_of
+from agent.control_watch import DEFAULT_GUARD_LIMIT, Slot, next_slot, restore_slot, snapshot_of
 from agent.last_good import load_last_good, save_last_good
 from neti_core.aws import Instance
 from neti_core.errors import MalformedEntryError
@@ -114,7 +114,7 @@ def test_garbage_before_any_good_value_says_what_stands_in():
     bad = next_slot("fleet", restore_slot("fleet", None)[0], b"[]", _Stat(1))
     assert bad.value is None and "never read a good one, using neti.yml's reject_all" in bad.problem
     mc = next_slot("maxchange", restore_slot("maxchange", None)[0], b"lots", _Stat(1))
-    assert mc.value == 20 and "using the default 20" in mc.problem
+    assert mc.value == DEFAULT_GUARD_LIMIT and "using the default 10%" in mc.problem
 
 
 def test_last_good_values_survive_a_restart_and_a_damaged_file_is_ignored(tmp_path):
