@@ -22,9 +22,10 @@ def test_agents_converge_and_overlay_ips_reach_members_across_sides(agent_fleet)
     assert statuses[a.instance_id].ruleset_hash == statuses[b.instance_id].ruleset_hash
     assert statuses[v.instance_id].ruleset_hash != statuses[a.instance_id].ruleset_hash
     assert {s.side for s in statuses.values()} == {"ec2", "vpc"}
-    # The ZooKeeper parameters were written with their defaults, as the original agent did.
-    assert agent_fleet.zk.get(agent_fleet.paths.maxchange)[0] == b"20"
+    # interval is written with its default, as the original agent did; maxchange is not: absent, it
+    # means 10 % of the fleet, and only operators may write it.
     assert agent_fleet.zk.get(agent_fleet.paths.interval)[0] == b"1"
+    assert agent_fleet.zk.exists(agent_fleet.paths.maxchange) is None
     # Same side: the overlay IP reaches b's private address, and b sees a's private address.
     assert connect_from(a.ns, statuses[b.instance_id].overlay_ip) == str(a.address)
     # Across sides: a reaches v through v's public address; v sees a's public address.
