@@ -86,7 +86,8 @@ def test_ensemble_lab_survives_leader_kill_during_churn_rolling_restart_and_a_st
 
     # The drills churn a host more than once within the removal grace: more than the default guard
     # (10% of 5: 1) lets go. The guard is not this test's subject; an operator raises the limit.
-    raised = _neti(env, "control", "-c", str(state.console_config), "--operator", "test", "--yes", "maxchange", "5")
+    raised = _neti(env, "control", "-c", str(state.console_config), "--operator", "test", "--yes",
+                   "maxchange", "5")
     assert raised.returncode == 0, raised.stdout + raised.stderr
 
     # 1. The leader is killed while hosts churn.
