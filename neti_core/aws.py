@@ -13,22 +13,24 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any
 
-import boto3
-from botocore.config import Config as BotoConfig
-
 from neti_core.config import NetiConfig
 from neti_core.errors import MalformedEntryError
 from neti_core.members import Side, parse_ipv4, validate_instance_id
 
 log = logging.getLogger(__name__)
 
-_RETRIES = BotoConfig(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5,
-                      read_timeout=20)
 
 
 def ec2_client(config: NetiConfig, **overrides: Any) -> Any:
-    """A boto3 EC2 client: neti.yml's keys/region/endpoint if set, else boto3's default chain."""
-    kwargs: dict[str, Any] = {"config": _RETRIES}
+    """A boto3 EC2 client: neti.yml's keys/region/endpoint if set, else boto3's default chain.
+
+    boto3 is imported here, not with the module: it takes ~0.25 s, which the console would spend
+    before its first paint (it polls EC2 from a worker) and a console without EC2 never needs."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    retries = BotoConfig(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=20)
+    kwargs: dict[str, Any] = {"config": retries}
     if config.aws_key and config.aws_secret_key:
         kwargs["aws_access_key_id"] = config.aws_key
         kwargs["aws_secret_access_key"] = config.aws_secret_key

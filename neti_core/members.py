@@ -63,6 +63,14 @@ def parse_ipv4(text: str) -> IPv4Address:
     return IPv4Address((a << 24) | (b << 16) | (c << 8) | d)
 
 
+def ipv4_text(text: str) -> str:
+    """``text`` itself if it is what :func:`parse_ipv4` accepts (then it is already the canonical
+    spelling, ``str(parse_ipv4(text))``), for decoders that keep addresses as text."""
+    if not isinstance(text, str) or _IPV4_OCTETS.fullmatch(text) is None:
+        raise MalformedEntryError(f"not an IPv4 address: {text!r}")
+    return text
+
+
 def validate_instance_id(text: str) -> str:
     """An EC2 instance id; it becomes a ZooKeeper node name, so nothing else may pass."""
     if not isinstance(text, str) or not _INSTANCE_ID.fullmatch(text):

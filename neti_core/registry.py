@@ -26,6 +26,7 @@ from neti_core.config import ZkPaths
 from neti_core.errors import MalformedEntryError, OverlayExhaustedError, RegistryError
 from neti_core.members import Member, ParsedParty, parse_ipv4, parse_party, validate_instance_id
 from neti_core.schema import DEFAULT_INTERVAL_SECONDS, DEFAULT_MAXCHANGE, decode_interval, decode_maxchange
+from neti_core.zkbulk import read_many
 
 log = logging.getLogger(__name__)
 
@@ -257,21 +258,16 @@ class OverlayRegistry:
     # --- audit and repair of the two maps ---------------------------------------------------------
 
     def read_maps(self) -> tuple[dict[str, str], dict[str, str]]:
-        """(ip-to-id, id-to-ip) as raw text, read with pipelined async gets."""
+        """(ip-to-id, id-to-ip) as raw text, read in bulk (multi-read)."""
         maps = []
         for path in (self.paths.ip_to_id, self.paths.id_to_ip):
             try:
                 children = self.client.get_children(path)
             except NoNodeError:
                 children = []
-            pending = [(child, self.client.get_async(f"{path}/{child}")) for child in children]
-            values = {}
-            for child, result in pending:
-                try:
-                    values[child] = result.get()[0].decode(errors="replace").strip()
-                except NoNodeError:
-                    continue
-            maps.append(values)
+            data = read_many(self.client, [f"{path}/{child}" for child in children])
+            maps.append({child: value.decode(errors="replace").strip()
+                         for child, value in zip(children, data, strict=True) if value is not None})
         return maps[0], maps[1]
 
     def audit(self) -> list[RegistryProblem]:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal, Self
 
 from neti_core.errors import MalformedEntryError
-from neti_core.members import Side, parse_ipv4, validate_instance_id
+from neti_core.members import Side, ipv4_text, validate_instance_id
 
 RejectAllSource = Literal["host", "fleet", "config"]
 DeadmanState = Literal["pending", "confirmed", "rolled_back"]
@@ -121,7 +121,7 @@ class AgentStatus:
         doc = _load(data, what)
         instance_id = _get(doc, "instance_id", str, what)
         validate_instance_id(instance_id)
-        overlay_ip = str(parse_ipv4(_get(doc, "overlay_ip", str, what)))
+        overlay_ip = ipv4_text(_get(doc, "overlay_ip", str, what))
         side = Side.parse(_get(doc, "side", str, what)).value
         source = _get(doc, "reject_all_source", str, what)
         if source not in _SOURCES:
@@ -138,7 +138,7 @@ class AgentStatus:
         optional_ip = {}
         for key in ("public_ip", "private_ip"):
             text = _get(doc, key, str, what, None)
-            optional_ip[key] = None if text is None else str(parse_ipv4(text))
+            optional_ip[key] = None if text is None else ipv4_text(text)
         return cls(
             instance_id=instance_id,
             overlay_ip=overlay_ip,

@@ -37,11 +37,11 @@ from kazoo.protocol.states import EventType, KazooState, WatchedEvent
 from neti_core.aws import GroupOpening, Instance
 from neti_core.config import ZkPaths
 from neti_core.fleet.events import FleetBatch
-from neti_core.fleet.pipeline import get_many
 from neti_core.fleet.state import FleetSnapshot, ZkState
 from neti_core.fleet.tracker import FleetModel
 from neti_core.fleet.treeread import AUDIT_KEEP, TreeRead, audit_seq
 from neti_core.party.view import MirrorView
+from neti_core.zkbulk import arm_data_watches, last_zxid, read_many
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ class LiveFleet:
         self._known: dict[str, set[str]] = {name: set() for name in self._DIRS}
         self._party: MirrorView | None = None  # created by run(): it starts a poll thread
         self._loading: tuple[int, float, int] = (0, 0.0, 0)  # (reads left, began, nodes) of a full read
+        self._loading_finished = False
         self._emit: Callable[[FleetBatch], None] | None = None  # run()'s, for the first rows of a read
         self._dir_path = {"ip_to_id": paths.ip_to_id, "id_to_ip": paths.id_to_ip,
                           "status": paths.status, "override": paths.control_reject_all,
@@ -134,7 +135,7 @@ class LiveFleet:
                 window = max(self.coalesce, LOADING_COALESCE_SECONDS) if self._loading[0] else self.coalesce
                 deadline = time.monotonic() + window
                 self._handle_safely(item)
-                while (remaining := deadline - time.monotonic()) > 0:
+                while (remaining := deadline - time.monotonic()) > 0 and not self._just_loaded():
                     try:
                         item = self._queue.get(timeout=remaining)
                     except queue.Empty:
@@ -146,6 +147,12 @@ class LiveFleet:
         finally:
             self.client.remove_listener(self._on_state)
             self._party.close()
+
+    def _just_loaded(self) -> bool:
+        """A full read has just completed: show the whole fleet now, not at the window's end."""
+        done = self._loading_finished
+        self._loading_finished = False
+        return done
 
     def _handle_safely(self, item: tuple[Any, ...]) -> None:
         try:
@@ -182,8 +189,8 @@ class LiveFleet:
         elif kind == "data":
             self._handle_data(item[2], item[3], item[4])
         elif kind == "loading":  # a chunk of the rest of a progressive full read
-            for name, result in zip(item[3], item[4], strict=True):
-                self._handle_data(item[2], name, result)
+            for name, data in zip(item[3], item[4], strict=True):
+                self._take(item[2], name, data)
             self._loaded(len(item[3]))
 
     def _handle_state(self, state: KazooState) -> None:
@@ -229,51 +236,59 @@ class LiveFleet:
         tree.party, tree.cversion = list(party.names), party.cversion
         tree.id_to_ip = listings["id_to_ip"][0]
         statuses, overlay_ips = listings["status"][0], listings["ip_to_id"][0]
-        progressive = progressive and len(statuses) > FIRST_SLICE  # a small fleet: one read, as before
-        first = statuses[:FIRST_SLICE] if progressive else statuses
-        later = ([("status", name) for name in statuses[len(first):]]
-                 + [("ip_to_id", ip) for ip in overlay_ips]) if progressive else []
-        pending: list[tuple[str, str, Any]] = [] if progressive else [
-            ("ip_to_id", ip, self.client.get_async(f"{self.paths.ip_to_id}/{ip}")) for ip in overlay_ips]
-        for target, names in (("status", first), ("override", listings["override"][0])):
-            pending += [(target, name, self._get_async(target, name)) for name in names]
+        pending = [("override", name, self._get_async("override", name)) for name in listings["override"][0]]
         audit_names = listings["audit"][0]
         tree.audit_names = len(audit_names)
         for name in self._newest_audit(audit_names):
             pending.append(("audit", name, self.client.get_async(f"{self.paths.audit}/{name}")))
+        # The many (a status and an overlay map entry per host) in a few multi-reads, then a watch
+        # on every status armed as of a moment before the read: nothing changed in between is missed.
+        since = last_zxid(self.client)
+        status_paths = [f"{self.paths.status}/{name}" for name in statuses]
+        status_data = read_many(self.client, status_paths)
+        overlay_data = read_many(self.client, [f"{self.paths.ip_to_id}/{ip}" for ip in overlay_ips])
+        arm_data_watches(self.client, status_paths, self._data_watchers["status"], since)
         singles = {target: self._get_single_sync(target) for target in self._SINGLES}
         tree.defaults, tree.phase = singles["defaults"], singles["phase"]
         tree.maxchange, tree.interval = singles["maxchange"], singles["interval"]
-        into = {"ip_to_id": tree.ip_to_id, "status": tree.statuses, "override": tree.overrides,
-                "audit": tree.audit}
+        into = {"override": tree.overrides, "audit": tree.audit}
         for target, name, result in pending:
             try:
                 into[target][name] = result.get(timeout=_READ_TIMEOUT)[0]
             except NoNodeError:
                 continue  # went away while we read; the children watch tells the rest
+        progressive = progressive and len(statuses) > FIRST_SLICE  # a small fleet: one go, as before
+        first = FIRST_SLICE if progressive else len(statuses)
+        tree.statuses = {name: data for name, data in zip(statuses[:first], status_data[:first], strict=True)
+                         if data is not None}
+        later: list[tuple[str, list[str], list[bytes | None]]] = []
+        if progressive:
+            later = [("status", statuses[first:], status_data[first:]),
+                     ("ip_to_id", overlay_ips, overlay_data)]
+        else:
+            tree.ip_to_id = {ip: data for ip, data in zip(overlay_ips, overlay_data, strict=True)
+                             if data is not None}
         for target in self._DIRS:
             self._known[target] = set(listings[target][0])
         self._known["status"] = set(tree.statuses)
         self._known["override"] = set(tree.overrides)
-        self.model.reset(tree, time.perf_counter() - began, still_loading=len(later))
+        left = sum(len(names) for _, names, _ in later)
+        self.model.reset(tree, time.perf_counter() - began, still_loading=left)
         self._need_load = False
-        self._loading = (len(later), began, tree.nodes + len(later))
-        if not later:
+        self._loading = (left, began, tree.nodes + left)
+        if not left:
             log.info("read %d nodes in %.2f s", tree.nodes, time.perf_counter() - began)
             return
-        batch = self.model.flush()  # the first rows go to the screen now, before the rest is asked
+        batch = self.model.flush()  # the first rows go to the screen now, before the rest is decoded
         if batch is not None and self._emit is not None:
             self._emit(batch)
-        for target in ("status", "ip_to_id"):
-            names = [name for kind, name in later if kind == target]
-            results = get_many(self.client, [f"{self._dir_path[target]}/{name}" for name in names],
-                               watch=self._data_watchers.get(target))
-            # Handed over in chunks, in the order they were asked (and ZooKeeper answers): one queue
-            # item per chunk instead of a kazoo callback and a queue item per node, which on 2 cores
-            # cost more than the reads themselves (bench/console.py, full_table_s).
+        # The rest goes through the queue in chunks, each an ordinary update of the model, so the
+        # screen fills in while watches keep flowing; a watch fired by a node changed since the
+        # read is handled after these chunks, so the newer value wins.
+        for target, names, values in later:
             for start in range(0, len(names), LOADING_CHUNK):
                 self._queue.put(("loading", self._generation, target, names[start:start + LOADING_CHUNK],
-                                 results[start:start + LOADING_CHUNK]))
+                                 values[start:start + LOADING_CHUNK]))
 
     def _get_async(self, target: str, name: str) -> Any:
         path = f"{self._dir_path[target]}/{name}"
@@ -283,6 +298,7 @@ class LiveFleet:
         left, began, nodes = self._loading
         self._loading = (left - count, began, nodes)
         if left == count:
+            self._loading_finished = True
             seconds = time.perf_counter() - began
             self.model.loading_progress(count, seconds)
             log.info("read %d nodes in %.2f s (first rows after %d)", nodes, seconds, FIRST_SLICE)
@@ -370,6 +386,10 @@ class LiveFleet:
             data: bytes | None = result.get(timeout=_READ_TIMEOUT)[0]
         except NoNodeError:
             data = None
+        self._take(target, name, data)
+
+    def _take(self, target: str, name: str, data: bytes | None) -> None:
+        """One node's value (None: it is gone) into the model."""
         if target in self._SINGLES:
             if data is None and self.client.exists(self._single_path[target],
                                                    watch=self._watchers[target]) is not None:
