@@ -14,8 +14,8 @@ host. Then it runs the real app headless
   to the app object, ``read_s`` the ZooKeeper read, ``paint_after_read_s`` model, rows, table, paint);
 * ``change_visible_ms``: a status rewritten in ZooKeeper to its row repainted, median of
   ``--changes`` (the row is scrolled into view first, so it really is on screen);
-* ``storm_s`` (``--storm``): every status rewritten at once, as after a membership change, to
-  the last row repainted;
+* ``storm_s`` (``--storm``): every status rewritten at once from another process, as after a
+  membership change, to the last row repainted (``storm_write_s`` of it is the writing);
 * ``rss_mb``: the console process's resident memory after all that (seeding runs elsewhere).
 
 ``--watch-strategies`` also times the ways of watching 10,000 status nodes (see
@@ -45,6 +45,7 @@ from neti_core.lab.zkserver import ZooKeeperServer
 from neti_core.members import Member, Side, format_party_entry, parse_ipv4
 from neti_core.party.mirror import bucket_of, ensure_buckets
 from neti_core.schema import AgentStatus
+from neti_core.zkbulk import arm_data_watches, last_zxid, read_many
 
 NOW = time.time()
 
@@ -215,10 +216,11 @@ def _cell(table, key: str) -> str:
 
 def measure_watch_strategies(hosts: str, prefix: str) -> dict[str, float]:
     """Seconds to read every status/ node: without watches, with one-shot watches riding on pipelined
-    reads (what the console does), and with kazoo's DataWatch recipe (one synchronous read each)."""
+    reads, with kazoo's DataWatch recipe (one synchronous read each), and as the console does it:
+    multi-reads, then the watches armed in bulk (neti_core/zkbulk.py)."""
     paths = ZkPaths.under(prefix)
     results = {}
-    for name in ("pipelined_no_watch", "pipelined_with_watch", "datawatch_recipe"):
+    for name in ("pipelined_no_watch", "pipelined_with_watch", "datawatch_recipe", "multi_read_set_watches"):
         client = KazooClient(hosts=hosts, timeout=30)
         client.start(timeout=30)
         began = time.perf_counter()
@@ -226,6 +228,11 @@ def measure_watch_strategies(hosts: str, prefix: str) -> dict[str, float]:
         if name == "datawatch_recipe":
             for child in children:
                 client.DataWatch(f"{paths.status}/{child}", lambda data, stat: None)
+        elif name == "multi_read_set_watches":
+            since = last_zxid(client)
+            names = [f"{paths.status}/{child}" for child in children]
+            read_many(client, names)
+            arm_data_watches(client, names, lambda event: None, since)
         else:
             watch = (lambda event: None) if name == "pipelined_with_watch" else None
             pending = [client.get_async(f"{paths.status}/{child}", watch=watch) for child in children]

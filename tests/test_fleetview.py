@@ -34,6 +34,25 @@ def test_the_view_reads_the_tree_then_follows_changes_row_by_row(seeder, live_fl
     assert snapshot.summary.errors == 1
 
 
+def test_every_status_rewritten_at_once_and_again_ends_with_each_hosts_last_value(
+        seeder, live_fleet, zk_server):
+    """After a membership change every agent rewrites its status: the view re-reads them in bulk
+    and re-arms their watches, so a second rewrite right behind the first is not missed."""
+    seeder.seed(150)
+    runner = live_fleet()
+    runner.wait_for(lambda s: s.zk.loaded and len(s.rows) == 150)
+    for version in ("2.0.0", "2.0.1"):
+        for n in range(1, 151):
+            seeder.publish(n, version=version)
+    seeder.publish(77, version="2.0.2")
+    snapshot = runner.wait_for(lambda s: {row.version for key, row in s.rows.items()
+                                          if key != instance_id(77)} == {"2.0.1"}
+                               and s.rows[instance_id(77)].version == "2.0.2", timeout=30)
+    assert len(snapshot.rows) == 150
+    seeder.publish(150, version="2.0.3")  # the watch re-armed after the bulk re-read still fires
+    runner.wait_for(lambda s: s.rows[instance_id(150)].version == "2.0.3")
+
+
 def test_a_new_member_makes_every_agent_lag_until_it_applies(seeder, live_fleet):
     seeder.seed(3)
     runner = live_fleet()

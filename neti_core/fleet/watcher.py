@@ -1,13 +1,16 @@
 """The live fleet view: ZooKeeper watches keep a :class:`FleetModel` current; batches come out.
 
-Why one-shot watches set by pipelined reads (and not kazoo's ``DataWatch`` recipe, nor tree
-polling): measured on this project's ZooKeeper 3.8 with 10,000 ``status/`` nodes, reading them all
-with pipelined ``get_async(path, watch=cb)`` takes 1.2 s, the same as without watches (the watch
-rides on the read), while 10,000 ``DataWatch`` objects take 4.8 s (one synchronous read each);
-a change reaches the callback in 1-2 ms either way. Persistent recursive watches (ZooKeeper 3.6+
-``addWatch``) would need one watch instead of 10,000, but kazoo 2.11 has no ``add_watch`` and its
-event dispatch only knows one-shot watchers, so it would mean patching kazoo's protocol layer.
-``bench/console.py --watch-strategies`` repeats the measurement.
+Why one-shot watches armed in bulk (and not kazoo's ``DataWatch`` recipe, nor tree polling): at
+10,000 hosts the view needs a watch on every ``status/`` node. ``DataWatch`` objects took 4.8 s
+(one synchronous read each); pipelined ``get_async(path, watch=cb)`` 1.2 s for the statuses and
+2.4 s with the overlay map, all on the GIL the console paints with. Now every status and overlay
+map entry comes in a few multi-reads and the statuses' watches are armed with one ``setWatches``
+per ~3,000 paths (:mod:`neti_core.zkbulk`: 0.07 s for 20,000 nodes); the same is done for the
+statuses whose watches fired within one coalescing window, so a membership change that makes
+every agent rewrite its status costs a few requests, not 10,000. Persistent recursive watches
+(ZooKeeper 3.6+ ``addWatch``) would need one watch instead of 10,000, but kazoo 2.11 has no
+``add_watch`` and its event dispatch only knows one-shot watchers. ``bench/console.py
+--watch-strategies`` repeats the measurement.
 
 The party comes from :class:`neti_core.party.view.MirrorView`, as in the agent: a join or leave
 re-reads one mirror bucket, not all of ``ip-map`` (docs/membership.md).
@@ -80,6 +83,7 @@ class LiveFleet:
         self._party: MirrorView | None = None  # created by run(): it starts a poll thread
         self._loading: tuple[int, float, int] = (0, 0.0, 0)  # (reads left, began, nodes) of a full read
         self._loading_finished = False
+        self._changed_statuses: set[str] = set()  # fired watches, re-read together once per window
         self._emit: Callable[[FleetBatch], None] | None = None  # run()'s, for the first rows of a read
         self._dir_path = {"ip_to_id": paths.ip_to_id, "id_to_ip": paths.id_to_ip,
                           "status": paths.status, "override": paths.control_reject_all,
@@ -141,6 +145,7 @@ class LiveFleet:
                     except queue.Empty:
                         break
                     self._handle_safely(item)
+                self._handle_safely(("reread", self._generation))
                 batch = self.model.flush()
                 if batch is not None:
                     emit(batch)
@@ -180,6 +185,8 @@ class LiveFleet:
             self.model.set_ec2_error(item[1], item[2])
         elif item[1] != self._generation:
             return  # read or watch from before the last full read: that read is fresher
+        elif kind == "reread":
+            self._reread_statuses()
         elif kind == "party":
             self._refresh_party()
         elif kind == "watch":
@@ -229,6 +236,7 @@ class LiveFleet:
         ``ZkHealth.loading`` (``loaded`` turns True only when all is in: guards wait for that)."""
         began = time.perf_counter()
         self._generation += 1
+        self._changed_statuses.clear()
         tree = TreeRead()
         listings = {target: self._list_sync(target) for target in self._DIRS}
         assert self._party is not None
@@ -343,12 +351,33 @@ class LiveFleet:
             name = event.path.rsplit("/", 1)[1]
             if event.type == EventType.DELETED:
                 self._forget(dir_target, name)
+                self._changed_statuses.discard(name)
+            elif dir_target == "status":
+                self._changed_statuses.add(name)  # re-read with the others at the window's end
             else:
                 self._put_result("data", dir_target, name, self.client.get_async(
                     event.path, watch=self._data_watchers[dir_target]))
         else:
             self._put_result("children", target, "", self.client.get_children_async(
                 self._dir_path[target], watch=self._watchers[target], include_data=True))
+
+    def _reread_statuses(self) -> None:
+        """Every status whose watch fired in this window, in one multi-read, and their watches
+        re-armed in bulk: when a membership change makes every agent rewrite its status, 10,000
+        single reads would cost the console seconds of its GIL (bench/console.py --storm)."""
+        if not self._changed_statuses:
+            return
+        names = sorted(self._changed_statuses)
+        self._changed_statuses.clear()
+        paths = [f"{self.paths.status}/{name}" for name in names]
+        # A reply read now carries a zxid at least as new as every change whose watch has fired,
+        # so arming as of it fires again only for changes made after this read began.
+        self.client.exists(self.paths.status)
+        since = last_zxid(self.client)
+        values = read_many(self.client, paths)
+        arm_data_watches(self.client, paths, self._data_watchers["status"], since)
+        for name, data in zip(names, values, strict=True):
+            self._take("status", name, data)
 
     def _handle_children(self, target: str, result: Any) -> None:
         path = self._dir_path[target]
