@@ -17,9 +17,10 @@ from textual.screen import Screen
 from neti_core.errors import NetiError
 from neti_core.fleet import HostRow
 from neti_core.fleet.query import on_off
+from neti_core.maxchange import DEFAULT_MAXCHANGE, MaxChange
 from neti_core.operator_actions import ActionResult
 from neti_core.revert_plan import shown
-from screens.confirm import ChangePlan, ChoiceScreen, Confirmed, ConfirmScreen, ValueScreen
+from screens.confirm import ChangePlan, ChoiceScreen, Confirmed, ConfirmScreen, MaxChangeScreen
 from screens.context import context
 
 WRITE_ACTIONS = frozenset({"reject_on", "reject_off", "reject_clear", "fleet_default", "maxchange",
@@ -165,12 +166,16 @@ class WriteActions(Screen[Any]):
         ctx = context(self)
         current = ctx.fleet.maxchange
 
-        def entered(value: int | None) -> None:
+        def entered(value: MaxChange | None) -> None:
             if value is None:
                 return
             agents = ctx.fleet.summary.agents
-            plan = ChangePlan(title="Mass-change guard", verb=f"maxchange: {current} → {value}",
-                              scope=f"the removal guard of every agent ({agents:,} reporting)")
+            before = current if current is not None else f"unset ({DEFAULT_MAXCHANGE})"
+            scope = f"the removal guard of every agent ({agents:,} reporting)"
+            if value.percent is not None:  # what the share means today, from each agent's own count
+                members = sum(row.in_party for row in ctx.fleet.rows.values())
+                scope += f"; at {members:,} members, {value.limit(members):,} may go at once"
+            plan = ChangePlan(title="Mass-change guard", verb=f"maxchange: {before} → {value}", scope=scope)
 
             def write(ok: Confirmed | None) -> None:
                 if ok is not None and ctx.control is not None:
@@ -178,8 +183,8 @@ class WriteActions(Screen[Any]):
 
             self.app.push_screen(ConfirmScreen(plan), write)
 
-        title = "maxchange: most members an agent may drop at once"
-        self.app.push_screen(ValueScreen(title, current), entered)
+        title = "maxchange: most members an agent may drop at once (a count, or a share: 10%)"
+        self.app.push_screen(MaxChangeScreen(title, current), entered)
 
     def run_write(self, description: str, write: Callable[[], ActionResult]) -> None:
         self.run_worker(partial(self._write, description, write), thread=True, group="writes",

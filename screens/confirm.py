@@ -23,6 +23,7 @@ from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from neti_core.errors import MalformedEntryError
+from neti_core.maxchange import DEFAULT_MAXCHANGE, MaxChange, decode_guard_limit
 from neti_core.schema import decode_maxchange
 
 
@@ -191,12 +192,12 @@ class ChoiceScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-class ValueScreen(ModalScreen[int | None]):
-    """Enter a whole number (e.g. maxchange)."""
+class MaxChangeScreen(ModalScreen[MaxChange | None]):
+    """Enter the mass-change guard's limit: a count (20) or a share of the fleet (10%)."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, current: int | None) -> None:
+    def __init__(self, title: str, current: str | None) -> None:
         super().__init__()
         self.title_text = title
         self.current = current
@@ -204,13 +205,15 @@ class ValueScreen(ModalScreen[int | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Label(self.title_text, id="dialog-title")
-            yield Input("" if self.current is None else str(self.current), id="value", type="integer")
+            yield Input(self.current or "", id="value",
+                        placeholder=f"a count (20) or a share of the fleet (10%); unset: {DEFAULT_MAXCHANGE}")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         try:  # the agents' decoder: what the console accepts, every agent reads
-            self.dismiss(decode_maxchange(event.value))
+            self.dismiss(decode_guard_limit(event.value, decode_maxchange))
         except MalformedEntryError:
-            self.notify("a whole number >= 0, please", severity="warning")
+            self.notify("a whole number >= 0 (20) or a share of the fleet up to 100% (10%), please",
+                        severity="warning")
 
     def action_cancel(self) -> None:
         self.dismiss(None)

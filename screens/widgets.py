@@ -10,6 +10,7 @@ from textual.widgets import Footer, Static
 
 from neti_core.fleet import FleetSnapshot, FleetSummary, ZkState
 from neti_core.fleet.overlay import OverlayUsage
+from neti_core.maxchange import DEFAULT_MAXCHANGE
 from screens.cells import age
 from screens.context import context
 from screens.fit import Part, fit_line
@@ -22,12 +23,13 @@ def header_lines(snapshot: FleetSnapshot, *, operator: str, readonly: bool, auth
     name it shows is then only what it writes in the audit, nothing ZooKeeper checked."""
     s = snapshot.summary
     phase = snapshot.phase.phase if snapshot.phase else "prepare"
-    maxchange = "-" if snapshot.maxchange is None else str(snapshot.maxchange)
+    maxchange = snapshot.maxchange or str(DEFAULT_MAXCHANGE)
+    maxchange_long = maxchange if snapshot.maxchange else f"{maxchange} (default)"
     mode = Part("[b red]READ-ONLY[/]") if readonly else Part("[b green]read-write[/]", "[b green]rw[/]", 3)
     first = [Part("[b]neti[/]", priority=4), Part(f"phase [b]{phase}[/]", f"[b]{phase}[/]"),
              Part(f"operator [b]{operator}[/]", f"[b]{operator}[/]", 2),
              *([] if authenticated else [Part("[b red]unauthenticated[/]", "[b red]no auth[/]")]), mode,
-             Part(f"maxchange {maxchange}", f"maxch {maxchange}", 1), overlay_part(snapshot.overlay)]
+             Part(f"maxchange {maxchange_long}", f"maxch {maxchange}", 1), overlay_part(snapshot.overlay)]
     neti = (Part(f"[b]{s.percent_in_neti:g}%[/] in Neti", f"[b]{s.percent_in_neti:g}%[/] Neti")
             if s.inventory_known else Part("[dim]EC2 unknown[/]", "[dim]EC2 ?[/]", 3))
     errors = f"[b red]{s.errors}[/]" if s.errors else "0"

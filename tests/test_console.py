@@ -211,6 +211,31 @@ async def test_the_audit_screen_and_host_history_show_operator_actions(console, 
 
 
 @pilot_test
+async def test_maxchange_as_a_share_of_the_fleet_from_the_console(console, seeder, zk, zk_paths):
+    """Unset, the header shows the agents' default; the field takes a share, says what it means
+    at today's fleet size, and refuses what the agents would refuse, writing nothing."""
+    seeder.seed(12)
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot, 12)
+        assert "maxchange 10% (default)" in str(app.screen.query_one("#header").render())
+        await pilot.press("M")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "MaxChangeScreen")
+        await pilot.press("ctrl+u", *"150%", "enter")  # over 100%: refused, the field stays open
+        await pilot.pause(0.3)
+        assert type(app.screen).__name__ == "MaxChangeScreen" and zk.exists(zk_paths.maxchange) is None
+        await pilot.press("ctrl+u", *"25%", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        summary = str(app.screen.query_one("#summary").render())
+        assert "maxchange: unset (10%) → 25%" in summary and "at 12 members, 3 may go at once" in summary
+        await pilot.click("#confirm")
+        await wait_until(pilot, lambda: zk.exists(zk_paths.maxchange) is not None
+                         and zk.get(zk_paths.maxchange)[0] == b"25%")
+        await wait_until(pilot, lambda: "maxchange 25% " in str(app.screen.query_one("#header").render()))
+        assert [(e.action, e.after) for e in audit(zk, zk_paths)] == [("maxchange.set", "25%")]
+
+
+@pilot_test
 async def test_fleet_default_and_maxchange_from_the_console(console, seeder, zk, zk_paths):
     seeder.seed(4)
     zk.create(zk_paths.maxchange, b"20")
@@ -229,7 +254,7 @@ async def test_fleet_default_and_maxchange_from_the_console(console, seeder, zk,
         await wait_until(pilot, lambda: cell(app, instance_id(1), "want") == "on (fleet)")
 
         await pilot.press("M")
-        await wait_until(pilot, lambda: type(app.screen).__name__ == "ValueScreen")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "MaxChangeScreen")
         await pilot.press("backspace", "backspace", "5", "0", "enter")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         assert "maxchange: 20 → 50" in str(app.screen.query_one("#summary").render())

@@ -158,7 +158,7 @@ async def test_leaving_and_guard_held_members_show_on_their_rows_until_released(
         assert "guard holds 1 removals (M releases)" in header(app)
 
         await pilot.press("M")
-        await wait_until(pilot, lambda: type(app.screen).__name__ == "ValueScreen")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "MaxChangeScreen")
         await pilot.press("backspace", "5", "enter")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.click("#confirm")

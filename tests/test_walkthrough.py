@@ -311,7 +311,7 @@ async def _incidents(walk: Walk) -> None:
     await walk.until(lambda: walk.app.fleet.summary.in_sync == TOTAL, "every agent back", 90)
 
     await walk.pilot.press("M")  # maxchange 1: losing 2 members at once trips the guard
-    await walk.until(lambda: type(walk.app.screen).__name__ == "ValueScreen", "the maxchange field")
+    await walk.until(lambda: type(walk.app.screen).__name__ == "MaxChangeScreen", "the maxchange field")
     await walk.pilot.press("ctrl+u", "1", "enter")
     await walk.until(lambda: type(walk.app.screen).__name__ == "ConfirmScreen", "the maxchange dialog")
     await walk.confirm_by_tab()
@@ -331,7 +331,7 @@ async def _incidents(walk: Walk) -> None:
     await walk.until(lambda: any(re.fullmatch(r"guard: \d+ held", r.state_label)
                                  for r in walk.app.fleet.rows.values()), "the agents' guard: N held", 30)
     await walk.pilot.press("M")
-    await walk.until(lambda: type(walk.app.screen).__name__ == "ValueScreen", "the maxchange field")
+    await walk.until(lambda: type(walk.app.screen).__name__ == "MaxChangeScreen", "the maxchange field")
     await walk.pilot.press("ctrl+u", "2", "0", "enter")
     await walk.until(lambda: type(walk.app.screen).__name__ == "ConfirmScreen", "the maxchange dialog")
     await walk.confirm_by_tab()
