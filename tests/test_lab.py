@@ -239,3 +239,27 @@ def test_fault_drills_zookeeper_outage_cut_and_churn(lab_env):
     after = wait_for(lambda: (s := status())["in_sync"] == 3 and s, timeout=60, what="churned fleet in sync")
     new_names = sorted(h["name"] for h in after["hosts"])
     assert len(set(new_names) - set(names)) == 1 and len(new_names) == 3
+
+
+def test_down_without_a_lab_of_its_own_never_removes_a_running_labs_namespaces(lab_env):
+    """`neti lab down` for a state directory with no lab removes only idle namespaces of its own
+    prefix: a running lab's (processes inside) and another prefix's stay. It once tore down a lab in
+    the middle of a soak because a test's clean-up ran `down` twice."""
+    env, prefix, _ = lab_env
+    busy, idle, default_lab = f"{prefix}-busy", f"{prefix}-idle", f"nlab-{prefix}-idle"
+    for name in (busy, idle, default_lab):
+        subprocess.run(["ip", "netns", "add", name], check=True, timeout=30)
+    sleeper = subprocess.Popen(["ip", "netns", "exec", busy, "sleep", "120"])
+    try:
+        wait_for(lambda: subprocess.run(["ip", "netns", "pids", busy], capture_output=True, text=True,
+                                        timeout=10).stdout.strip(), timeout=10, what="a process in the namespace")
+        down = _neti(env, "lab", "down")
+        assert down.returncode == 0, down.stderr
+        assert f"removed namespace {idle}" in down.stdout
+        assert _namespaces(prefix) == [busy]
+        assert default_lab in _namespaces("nlab"), "another lab's prefix is not this one's"
+    finally:
+        sleeper.kill()
+        sleeper.wait(timeout=30)
+        for name in (busy, idle, default_lab):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)

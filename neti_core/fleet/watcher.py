@@ -40,16 +40,16 @@ from kazoo.protocol.states import EventType, KazooState, WatchedEvent
 from neti_core.aws import GroupOpening, Instance
 from neti_core.config import ZkPaths
 from neti_core.fleet.events import FleetBatch
+from neti_core.fleet.fullread import DIRS, READ_TIMEOUT, SINGLES, TreeReader, dir_paths, single_paths
 from neti_core.fleet.state import FleetSnapshot, ZkState
 from neti_core.fleet.tracker import FleetModel
-from neti_core.fleet.treeread import AUDIT_KEEP, TreeRead, audit_seq
+from neti_core.fleet.treeread import AUDIT_KEEP, audit_seq
 from neti_core.party.view import MirrorView
 from neti_core.zkbulk import arm_data_watches, last_zxid, read_many
 
 log = logging.getLogger(__name__)
 
 DEFAULT_COALESCE_SECONDS = 0.05
-_READ_TIMEOUT = 30.0
 # Statuses read before the first rows go on screen (a few screenfuls); the rest follow as updates.
 FIRST_SLICE = 300
 LOADING_COALESCE_SECONDS = 1.0
@@ -61,10 +61,6 @@ _ZK_STATES = {KazooState.CONNECTED: ZkState.CONNECTED, KazooState.SUSPENDED: ZkS
 
 class LiveFleet:
     """Watches one Neti tree. Feed EC2 inventories in with :meth:`submit_instances`."""
-
-    # directories whose children are listed (and watched), and what to do with each child
-    _DIRS = ("ip_to_id", "id_to_ip", "status", "override", "audit")
-    _SINGLES = ("defaults", "phase", "maxchange", "interval")
 
     def __init__(self, client: KazooClient, paths: ZkPaths, *,
                  coalesce: float = DEFAULT_COALESCE_SECONDS, audit_keep: int = AUDIT_KEEP,
@@ -79,21 +75,18 @@ class LiveFleet:
         self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._generation = 0
         self._need_load = True
-        self._known: dict[str, set[str]] = {name: set() for name in self._DIRS}
+        self._known: dict[str, set[str]] = {name: set() for name in DIRS}
         self._party: MirrorView | None = None  # created by run(): it starts a poll thread
         self._loading: tuple[int, float, int] = (0, 0.0, 0)  # (reads left, began, nodes) of a full read
         self._loading_finished = False
         self._changed_statuses: set[str] = set()  # fired watches, re-read together once per window
         self._emit: Callable[[FleetBatch], None] | None = None  # run()'s, for the first rows of a read
-        self._dir_path = {"ip_to_id": paths.ip_to_id, "id_to_ip": paths.id_to_ip,
-                          "status": paths.status, "override": paths.control_reject_all,
-                          "audit": paths.audit}
-        self._single_path = {"defaults": paths.control_defaults, "phase": paths.control_phase,
-                             "maxchange": paths.maxchange, "interval": paths.interval}
+        self._dir_path, self._single_path = dir_paths(paths), single_paths(paths)
         # One stable callable per target, so kazoo's watcher sets never hold duplicates.
-        self._watchers = {target: self._make_watcher(target) for target in (*self._DIRS, *self._SINGLES)}
+        self._watchers = {target: self._make_watcher(target) for target in (*DIRS, *SINGLES)}
         self._data_watchers = {target: self._make_watcher(f"{target}:data")
                                for target in ("status", "override")}
+        self._reader = TreeReader(client, paths, self._watchers, self._data_watchers)
 
     # --- inputs from other threads -----------------------------------------------------------
 
@@ -237,50 +230,14 @@ class LiveFleet:
         began = time.perf_counter()
         self._generation += 1
         self._changed_statuses.clear()
-        tree = TreeRead()
-        listings = {target: self._list_sync(target) for target in self._DIRS}
         assert self._party is not None
-        party = self._party.snapshot()
-        tree.party, tree.cversion = list(party.names), party.cversion
-        tree.id_to_ip = listings["id_to_ip"][0]
-        statuses, overlay_ips = listings["status"][0], listings["ip_to_id"][0]
-        pending = [("override", name, self._get_async("override", name)) for name in listings["override"][0]]
-        audit_names = listings["audit"][0]
-        tree.audit_names = len(audit_names)
-        for name in self._newest_audit(audit_names):
-            pending.append(("audit", name, self.client.get_async(f"{self.paths.audit}/{name}")))
-        # The many (a status and an overlay map entry per host) in a few multi-reads, then a watch
-        # on every status armed as of a moment before the read: nothing changed in between is missed.
-        since = last_zxid(self.client)
-        status_paths = [f"{self.paths.status}/{name}" for name in statuses]
-        status_data = read_many(self.client, status_paths)
-        overlay_data = read_many(self.client, [f"{self.paths.ip_to_id}/{ip}" for ip in overlay_ips])
-        arm_data_watches(self.client, status_paths, self._data_watchers["status"], since)
-        singles = {target: self._get_single_sync(target) for target in self._SINGLES}
-        tree.defaults, tree.phase = singles["defaults"], singles["phase"]
-        tree.maxchange, tree.interval = singles["maxchange"], singles["interval"]
-        into = {"override": tree.overrides, "audit": tree.audit}
-        for target, name, result in pending:
-            try:
-                into[target][name] = result.get(timeout=_READ_TIMEOUT)[0]
-            except NoNodeError:
-                continue  # went away while we read; the children watch tells the rest
-        progressive = progressive and len(statuses) > FIRST_SLICE  # a small fleet: one go, as before
-        first = FIRST_SLICE if progressive else len(statuses)
-        tree.statuses = {name: data for name, data in zip(statuses[:first], status_data[:first], strict=True)
-                         if data is not None}
-        later: list[tuple[str, list[str], list[bytes | None]]] = []
-        if progressive:
-            later = [("status", statuses[first:], status_data[first:]),
-                     ("ip_to_id", overlay_ips, overlay_data)]
-        else:
-            tree.ip_to_id = {ip: data for ip, data in zip(overlay_ips, overlay_data, strict=True)
-                             if data is not None}
-        for target in self._DIRS:
-            self._known[target] = set(listings[target][0])
+        read = self._reader.read(self._party, first_slice=FIRST_SLICE if progressive else None,
+                                 audit_keep=self.model.audit_keep)
+        tree = read.tree
+        self._known = read.listed
         self._known["status"] = set(tree.statuses)
         self._known["override"] = set(tree.overrides)
-        left = sum(len(names) for _, names, _ in later)
+        left = read.later_count
         self.model.reset(tree, time.perf_counter() - began, still_loading=left)
         self._need_load = False
         self._loading = (left, began, tree.nodes + left)
@@ -293,14 +250,10 @@ class LiveFleet:
         # The rest goes through the queue in chunks, each an ordinary update of the model, so the
         # screen fills in while watches keep flowing; a watch fired by a node changed since the
         # read is handled after these chunks, so the newer value wins.
-        for target, names, values in later:
+        for target, names, values in read.later:
             for start in range(0, len(names), LOADING_CHUNK):
                 self._queue.put(("loading", self._generation, target, names[start:start + LOADING_CHUNK],
                                  values[start:start + LOADING_CHUNK]))
-
-    def _get_async(self, target: str, name: str) -> Any:
-        path = f"{self._dir_path[target]}/{name}"
-        return self.client.get_async(path, watch=self._data_watchers.get(target))
 
     def _loaded(self, count: int) -> None:
         left, began, nodes = self._loading
@@ -313,37 +266,12 @@ class LiveFleet:
         else:
             self.model.loading_progress(count)
 
-    def _newest_audit(self, names: Iterable[str]) -> list[str]:
-        numbered = sorted((seq, name) for name in names if (seq := audit_seq(name)) is not None)
-        return [name for _, name in numbered[-self.model.audit_keep:]]
-
-    def _list_sync(self, target: str) -> tuple[list[str], int | None]:
-        path = self._dir_path[target]
-        try:
-            children, stat = self.client.get_children(path, watch=self._watchers[target], include_data=True)
-        except NoNodeError:
-            # Not created yet (a read-only console creates nothing): watch for its creation.
-            if self.client.exists(path, watch=self._watchers[target]) is not None:
-                return self._list_sync(target)
-            return [], None
-        return children, stat.cversion
-
-    def _get_single_sync(self, target: str) -> bytes | None:
-        path = self._single_path[target]
-        try:
-            data: bytes = self.client.get(path, watch=self._watchers[target])[0]
-            return data
-        except NoNodeError:
-            if self.client.exists(path, watch=self._watchers[target]) is not None:
-                return self._get_single_sync(target)
-            return None
-
     # --- incremental updates -------------------------------------------------------------------
 
     def _handle_watch(self, target: str, event: WatchedEvent) -> None:
         if event.type is None or event.type == EventType.NONE or event.path is None:
             return  # a session event (connection lost), not a node's: the state listener handles it
-        if target in self._SINGLES:
+        if target in SINGLES:
             self._put_result("data", target, "", self.client.get_async(
                 self._single_path[target], watch=self._watchers[target]))
         elif target.endswith(":data"):
@@ -412,14 +340,14 @@ class LiveFleet:
 
     def _handle_data(self, target: str, name: str, result: Any) -> None:
         try:
-            data: bytes | None = result.get(timeout=_READ_TIMEOUT)[0]
+            data: bytes | None = result.get(timeout=READ_TIMEOUT)[0]
         except NoNodeError:
             data = None
         self._take(target, name, data)
 
     def _take(self, target: str, name: str, data: bytes | None) -> None:
         """One node's value (None: it is gone) into the model."""
-        if target in self._SINGLES:
+        if target in SINGLES:
             if data is None and self.client.exists(self._single_path[target],
                                                    watch=self._watchers[target]) is not None:
                 self._handle_watch(target, WatchedEvent(EventType.CREATED, None, self._single_path[target]))

@@ -24,7 +24,14 @@ from neti_core.lab.guide import (
 )
 from neti_core.lab.plan import LabPlanError, plan_fleet
 from neti_core.lab.rpc import LabUnreachable, request
-from neti_core.lab.state import LabState, alive, default_state_dir, read_state, remove_leftovers
+from neti_core.lab.state import (
+    LabState,
+    alive,
+    default_state_dir,
+    lab_netns_prefix,
+    read_state,
+    remove_leftovers,
+)
 from neti_core.ops.common import PROG, Subparsers
 from neti_core.versions import natural_key
 
@@ -113,7 +120,7 @@ def _up(args: argparse.Namespace) -> int:
     subprocess.Popen(
         [sys.executable, "-m", "neti_core.lab.daemon", "--state-dir", str(directory),
          "--hosts", str(args.hosts), "--vpc", str(args.vpc), "--unregistered", str(args.unregistered),
-         "--netns-prefix", os.environ.get("NETI_LAB_NETNS_PREFIX", "nlab"),
+         "--netns-prefix", lab_netns_prefix(),
          "--ensemble", str(args.ensemble),
          *([] if use_netns else ["--no-netns"]), *(["--insecure"] if args.insecure else [])],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -360,7 +367,7 @@ def _down(args: argparse.Namespace) -> int:
         deadline = time.monotonic() + 60
         while alive(state.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
-    removed = remove_leftovers(args.state_dir, state)
+    removed = remove_leftovers(args.state_dir, state, lab_netns_prefix())
     if state is None and not removed:
         _say("no lab to remove")
     for item in removed:

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -92,8 +93,18 @@ def _kill(pid: int | None, marker: str) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def remove_leftovers(directory: Path, state: LabState | None) -> list[str]:
-    """Remove whatever a crashed lab left: its processes, namespaces and directory."""
+def lab_netns_prefix() -> str:
+    """The namespaces' name prefix of a lab started from this environment (tests set their own)."""
+    return os.environ.get("NETI_LAB_NETNS_PREFIX", "nlab")
+
+
+def remove_leftovers(directory: Path, state: LabState | None, netns_prefix: str = "nlab") -> list[str]:
+    """Remove whatever a crashed lab left: its processes, namespaces and directory.
+
+    Without a state file nothing says which namespaces were this lab's: those named with
+    ``netns_prefix`` are removed only when no process runs in them, so that ``neti lab down`` for
+    one state directory can never tear down another lab that is running (it once did, in the
+    middle of a soak, when a test's clean-up ran ``down`` twice)."""
     removed: list[str] = []
     if state is not None:
         for host in state.hosts:
@@ -103,9 +114,9 @@ def remove_leftovers(directory: Path, state: LabState | None) -> list[str]:
         _kill(state.moto_pid, "moto")
         _kill(state.pid, "neti_core.lab.daemon")
         time.sleep(0.2)
-    prefix = (state.netns_prefix if state else "nlab") + "-"
+    prefix = (state.netns_prefix if state else netns_prefix) + "-"
     for name in _list_netns():
-        if name.startswith(prefix):
+        if name.startswith(prefix) and (state is not None or not _in_use(name)):
             with contextlib.suppress(Exception):
                 netns.delete(name)
                 removed.append(f"namespace {name}")
@@ -113,6 +124,15 @@ def remove_leftovers(directory: Path, state: LabState | None) -> list[str]:
         remove_state_dir(directory)
         removed.append(f"directory {directory}")
     return removed
+
+
+def _in_use(name: str) -> bool:
+    """Whether any process runs in namespace ``name`` (``ip netns pids``); unknown counts as used."""
+    try:
+        result = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return True
+    return result.returncode != 0 or bool(result.stdout.strip())
 
 
 def _list_netns() -> list[str]:
