@@ -251,8 +251,11 @@ def test_down_without_a_lab_of_its_own_never_removes_a_running_labs_namespaces(l
         subprocess.run(["ip", "netns", "add", name], check=True, timeout=30)
     sleeper = subprocess.Popen(["ip", "netns", "exec", busy, "sleep", "120"])
     try:
-        wait_for(lambda: subprocess.run(["ip", "netns", "pids", busy], capture_output=True, text=True,
-                                        timeout=10).stdout.strip(), timeout=10, what="a process in the namespace")
+        def running_inside() -> str:
+            return subprocess.run(["ip", "netns", "pids", busy], capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+
+        wait_for(running_inside, timeout=10, what="a process in the namespace")
         down = _neti(env, "lab", "down")
         assert down.returncode == 0, down.stderr
         assert f"removed namespace {idle}" in down.stdout

@@ -85,7 +85,6 @@ class FleetModel:
         self._events: list[FleetEvent] = []
         self._dirty: set[str] = set()
         self._all_dirty = False
-        self._problems_changed = False
         self._touched = False
         self._news = False  # health, counts or settings changed: the next flush sends a batch
         self._seq = 0
@@ -125,7 +124,7 @@ class FleetModel:
         else:
             self._zk = replace(self._zk, loaded=True, load_seconds=seconds, loading=None)
         self._news = True
-        self._all_dirty = self._problems_changed = True
+        self._all_dirty = True
 
     def loading_progress(self, read: int, seconds: float | None = None) -> None:
         """``read`` more nodes of the full read are in; ``seconds`` when it is complete."""
@@ -146,8 +145,7 @@ class FleetModel:
         added, removed = names - old, old - names
         for name in removed:
             self._party.pop(name, None)
-            if self._party_bad.pop(name, None) is not None:
-                self._problems_changed = True
+            self._party_bad.pop(name, None)
         for name in added:
             self._parse_party_entry(name)
         if added or removed or cversion != self._cversion:
@@ -182,8 +180,7 @@ class FleetModel:
         old = self._statuses.get(instance_id)
         if data is None:
             self._statuses.pop(instance_id, None)
-            if self._bad.pop(f"status/{instance_id}", None) is not None:
-                self._problems_changed = True
+            self._bad.pop(f"status/{instance_id}", None)
         else:
             self._decode_status(instance_id, data)
         new = self._statuses.get(instance_id)
@@ -321,7 +318,7 @@ class FleetModel:
                            self._snapshot)
         self._events = []
         self._dirty = set()
-        self._all_dirty = self._problems_changed = self._touched = self._news = False
+        self._all_dirty = self._touched = self._news = False
         return batch
 
     @property
@@ -373,7 +370,6 @@ class FleetModel:
             self._party[name] = parse_party_entry(name).member
         except MalformedEntryError as exc:
             self._party_bad[name] = str(exc)
-            self._problems_changed = True
 
     def _decode_status(self, instance_id: str, data: bytes) -> None:
         path = f"status/{instance_id}"
@@ -384,33 +380,28 @@ class FleetModel:
         except MalformedEntryError as exc:
             self._statuses.pop(instance_id, None)
             self._bad[path] = str(exc)
-            self._problems_changed = True
             return
         self._statuses[instance_id] = status
-        if self._bad.pop(path, None) is not None:
-            self._problems_changed = True
+        self._bad.pop(path, None)
 
     def _decode_override(self, instance_id: str, data: bytes) -> None:
         path = f"control/reject_all/{instance_id}"
         try:
             self._overrides[instance_id] = RejectAllOverride.from_json(data)
-            if self._bad.pop(path, None) is not None:
-                self._problems_changed = True
+            self._bad.pop(path, None)
         except MalformedEntryError as exc:
             self._overrides.pop(instance_id, None)  # a bad override is never taken for an instruction
             self._bad[path] = str(exc)
-            self._problems_changed = True
 
     def _decode(self, path: str, decode: Callable[[bytes], T], data: bytes | None) -> T | None:
         """A control document's value, or None (absent, or reported as a problem when it is bad)."""
-        self._problems_changed |= self._bad.pop(path, None) is not None
+        self._bad.pop(path, None)
         if data is None:
             return None
         try:
             return decode(data)
         except MalformedEntryError as exc:
             self._bad[path] = str(exc)
-            self._problems_changed = True
             return None
 
     def _insert_audit(self, name: str, data: bytes) -> AuditRecord | None:
@@ -421,7 +412,6 @@ class FleetModel:
             record = AuditRecord(seq, AuditEntry.from_json(data))
         except MalformedEntryError as exc:
             self._bad[f"audit/{name}"] = str(exc)
-            self._problems_changed = True
             return None
         return record if insert_in_order(self._audit, record, self.audit_keep) else None
 
