@@ -15,8 +15,9 @@ registers the rest. Naming a zxid seen *before* the read makes the pair race-fre
 the read may have missed fires its watch, and the caller reads the node again.
 
 Both reach into kazoo 2.11's client (``_call``, ``_data_watchers``, ``last_zxid``).
-:func:`read_many` falls back to pipelined ``get_async`` on a server without multi-read or a
-client with a chroot.
+:func:`read_many` falls back to pipelined ``get_async`` on a client with a chroot, and on a server
+without multi-read: such a server answers "unimplemented" and drops the connection, so that call
+fails with ConnectionLoss and, once kazoo has reconnected, every later one reads node by node.
 """
 
 from __future__ import annotations
