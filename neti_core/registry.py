@@ -12,19 +12,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import BadVersionError, NoAuthError, NodeExistsError, NoNodeError
-from kazoo.protocol.states import KazooState
-from kazoo.recipe.party import ShallowParty
 
 from neti_core.config import ZkPaths
 from neti_core.errors import MalformedEntryError, OverlayExhaustedError, RegistryError
-from neti_core.members import Member, ParsedParty, parse_ipv4, parse_party, validate_instance_id
+from neti_core.members import ParsedParty, parse_ipv4, parse_party, validate_instance_id
 from neti_core.schema import DEFAULT_INTERVAL_SECONDS, DEFAULT_MAXCHANGE, decode_interval, decode_maxchange
 from neti_core.zkbulk import read_many
 
@@ -339,73 +336,3 @@ def read_party(client: KazooClient, paths: ZkPaths,
     """The members announced under ``ip-map`` and the children version they were read at."""
     children, stat = client.get_children(paths.ip_map, watch=watch, include_data=True)
     return parse_party(children), stat.cversion
-
-
-class PartyMembership:
-    """This host's entry in ``ip-map`` (kazoo's ShallowParty, the original's entry format).
-
-    The entry is ephemeral: when the session expires ZooKeeper deletes it, so on the next
-    session the membership joins again, with the same identifier and so the same overlay IP.
-    """
-
-    def __init__(self, client: KazooClient, paths: ZkPaths, member: Member,
-                 on_rejoin: Callable[[], None] | None = None) -> None:
-        self.client = client
-        self.member = member
-        self.party = ShallowParty(client, paths.ip_map, member.identifier())
-        self._on_rejoin = on_rejoin
-        self._lost = False
-        self._active = False
-        self._lock = threading.Lock()
-        client.add_listener(self._state_changed)
-
-    @property
-    def node_path(self) -> str:
-        """This host's party entry (the self-heal checks it is still there)."""
-        path: str = self.party.create_path
-        return path
-
-    def join(self) -> None:
-        with self._lock:
-            self._active = True
-            self.party.join()
-
-    def restore(self) -> bool:
-        """Join again if the entry is gone under a live session; True when it was created anew."""
-        with self._lock:
-            if not self._active or self.client.exists(self.node_path) is not None:
-                return False
-            self.party.participating = False
-            self.party.join()
-            return True
-
-    def leave(self) -> None:
-        with self._lock:
-            self._active = False
-            self.client.remove_listener(self._state_changed)
-            # In a secured tree only operators may delete under ip-map (DELETE is the parent's);
-            # the entry is ephemeral, so closing the session removes it anyway.
-            with contextlib.suppress(NoAuthError):
-                self.party.leave()
-
-    def _state_changed(self, state: KazooState) -> None:
-        # Runs on kazoo's event thread: never block here, hand the rejoin to another thread.
-        if state == KazooState.LOST:
-            self._lost = True
-        elif state == KazooState.CONNECTED and self._lost and self._active:
-            self._lost = False
-            self.client.handler.spawn(self._rejoin)
-
-    def _rejoin(self) -> None:
-        try:
-            with self._lock:
-                if not self._active:
-                    return
-                self.party.participating = False
-                self.party.join()
-            log.info("rejoined the party as %s after session loss", self.member.identifier())
-            if self._on_rejoin is not None:
-                self._on_rejoin()
-        except Exception:  # a failed rejoin must not kill kazoo's worker; the next CONNECTED retries
-            log.exception("rejoining the party failed")
-            self._lost = True

@@ -12,9 +12,9 @@ from kazoo.protocol.states import KazooState
 
 from neti_core.errors import MalformedEntryError, OverlayExhaustedError
 from neti_core.members import Member, Side
+from neti_core.party.mirror import MirroredParty
 from neti_core.registry import (
     OverlayRegistry,
-    PartyMembership,
     read_params,
     read_party,
 )
@@ -211,7 +211,7 @@ def test_party_rejoins_with_the_same_overlay_ip_after_session_expiry(zk_server, 
     overlay = OverlayRegistry(agent, zk_paths, SUBNET).register(instance_id(3)).overlay_ip
     member = Member(IPv4Address("54.0.0.3"), IPv4Address("10.0.0.3"), overlay, Side.VPC)
     rejoined = threading.Event()
-    membership = PartyMembership(agent, zk_paths, member, on_rejoin=rejoined.set)
+    membership = MirroredParty(agent, zk_paths, member, on_rejoin=rejoined.set)
     membership.join()
     assert read_party(zk, zk_paths)[0].members == (member,)
     old_session = agent.client_id[0]

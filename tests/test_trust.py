@@ -19,7 +19,7 @@ from neti_core.members import Member, Side
 from neti_core.operator_actions import FleetControl
 from neti_core.party.mirror import ALL_BUCKETS, MirroredParty
 from neti_core.party.view import MirrorView
-from neti_core.registry import OverlayRegistry, PartyMembership
+from neti_core.registry import OverlayRegistry
 from neti_core.schema import AgentStatus
 from neti_core.zkclient import (
     CredentialsRefused,
@@ -57,10 +57,10 @@ def tree(secure_zk: SecureZk, zk_prefix: str) -> Iterator[Callable[..., KazooCli
         client.close()
 
 
-def join_as(client: KazooClient, paths: ZkPaths, instance_id: str, private: str) -> PartyMembership:
+def join_as(client: KazooClient, paths: ZkPaths, instance_id: str, private: str) -> MirroredParty:
     overlay = OverlayRegistry(client, paths, SUBNET).register(instance_id).overlay_ip
     member = Member(IPv4Address("203.0.113.1"), IPv4Address(private), overlay, Side.VPC, instance_id)
-    membership = PartyMembership(client, paths, member)
+    membership = MirroredParty(client, paths, member)
     membership.join()
     assert StatusPublisher(client, paths, instance_id).publish(status_of(instance_id), force=True)
     return membership
