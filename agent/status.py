@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
+from kazoo.exceptions import KazooException, NoAuthError, NodeExistsError, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 
 from neti_core.config import ZkPaths
@@ -68,8 +68,15 @@ class StatusPublisher:
             own = self.client.client_id[0]
             if stat is not None and stat.ephemeralOwner != own:
                 # Left by this host's previous session (restart, kill -9): it would vanish later.
-                self.client.delete_async(self.path).get(timeout=WRITE_TIMEOUT_SECONDS)
-                stat = None
+                try:
+                    self.client.delete_async(self.path).get(timeout=WRITE_TIMEOUT_SECONDS)
+                    stat = None
+                except NoAuthError:
+                    # A secured tree: only operators delete (docs/security.md), but the node is this
+                    # host's to write. Written over, the console sees this run's status at once;
+                    # when the old session expires the node goes, and the next sync's check
+                    # (verify) writes it again as this session's.
+                    pass
             if stat is None:
                 self.client.ensure_path(self.path.rsplit("/", 1)[0])
                 self.client.create_async(self.path, data, ephemeral=True).get(timeout=WRITE_TIMEOUT_SECONDS)

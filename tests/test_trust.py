@@ -258,3 +258,26 @@ def test_maxchange_is_the_operators_alone_even_while_it_is_absent(tree, zk_paths
     assert acl == operator.get_acls(zk_paths.prefix)[0], "maxchange carries the operators' ACL"
     assert refused(lambda: agent.set(zk_paths.maxchange, b"100000"))
     assert agent.get(zk_paths.maxchange)[0] == b"5", "agents read it"
+
+
+def test_a_restarted_agent_writes_over_its_old_sessions_status_and_owns_it_once_that_expires(
+        tree, zk_paths: ZkPaths) -> None:
+    """Only operators may delete in a secured tree, so a restarted agent cannot remove the status
+    its previous session left. It writes over it (the console sees this run at once) and, when
+    the old session ends and ZooKeeper removes that node, writes it again as its own."""
+    me = "i-0aaaaaaaaaaaaaaa1"
+    old = tree(me, agent=True)
+    join_as(old, zk_paths, me, "10.0.0.1")
+    path = f"{zk_paths.status}/{me}"
+    restarted = tree(me, agent=True)
+    publisher = StatusPublisher(restarted, zk_paths, me)
+    assert publisher.publish(status_of(me, members=7))
+    data, stat = restarted.get(path)
+    assert AgentStatus.from_json(data).members == 7 and stat.ephemeralOwner == old.client_id[0]
+    old.stop()  # the old session ends; its ephemeral nodes go
+    old.close()
+    watch_fired = []
+    assert publisher.verify(watch=watch_fired.append), "the node is gone: rewrite it"
+    assert publisher.publish(status_of(me, members=7))
+    data, stat = restarted.get(path)
+    assert AgentStatus.from_json(data).members == 7 and stat.ephemeralOwner == restarted.client_id[0]
