@@ -75,6 +75,8 @@ class TreeReader:
         listings = {target: self.list_children(target) for target in DIRS}
         snapshot = party.snapshot()
         tree.party, tree.cversion = list(snapshot.names), snapshot.cversion
+        tree.parsed = ({entry.node_name: entry.member for entry in snapshot.party.entries},
+                       dict(snapshot.party.malformed))
         tree.id_to_ip = listings["id_to_ip"]
         statuses, overlay_ips = listings["status"], listings["ip_to_id"]
         pending = [("override", name, self.client.get_async(

@@ -100,8 +100,11 @@ class FleetModel:
         self._party_bad.clear()
         self._loading_members = {}
         self._bad = {k: v for k, v in self._bad.items() if k.startswith("ec2:")}
-        for name in tree.party:
-            self._parse_party_entry(name)
+        if tree.parsed is not None:
+            self._party, self._party_bad = dict(tree.parsed[0]), dict(tree.parsed[1])
+        else:
+            for name in tree.party:
+                self._parse_party_entry(name)
         self._cversion = tree.cversion
         self._ip_to_id = {ip: data.decode(errors="replace").strip() for ip, data in tree.ip_to_id.items()}
         self._id_to_ip = set(tree.id_to_ip)

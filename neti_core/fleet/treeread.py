@@ -7,6 +7,7 @@ import bisect
 from dataclasses import dataclass, field
 
 from neti_core.fleet.state import AuditRecord
+from neti_core.members import Member
 
 AUDIT_KEEP = 1000
 
@@ -16,6 +17,9 @@ class TreeRead:
     """Everything read from ZooKeeper in one pass (start-up or after a reconnection)."""
 
     party: list[str] = field(default_factory=list)
+    # The same entries as the reader already parsed them (name -> member, name -> problem), so
+    # that 10,000 names are not parsed twice; None: parse ``party``.
+    parsed: tuple[dict[str, Member], dict[str, str]] | None = None
     cversion: int | None = None
     ip_to_id: dict[str, bytes] = field(default_factory=dict)
     id_to_ip: list[str] = field(default_factory=list)
