@@ -14,6 +14,7 @@ from neti_core.fleet import Ec2Poller, FleetModel, RuleState, TreeRead
 from neti_core.fleet.events import AuditAppended
 from neti_core.members import Side
 from neti_core.schema import AuditEntry, FleetDefaults, GuardState, RejectAllOverride
+from tests.conftest import connect
 from tests.fixtures.console import FIXED_NOW, console_config, instance_id, launch
 
 
@@ -51,6 +52,40 @@ def test_every_status_rewritten_at_once_and_again_ends_with_each_hosts_last_valu
     assert len(snapshot.rows) == 150
     seeder.publish(150, version="2.0.3")  # the watch re-armed after the bulk re-read still fires
     runner.wait_for(lambda s: s.rows[instance_id(150)].version == "2.0.3")
+
+
+def test_a_status_changed_while_a_big_fleet_loads_ends_with_its_new_value(
+        seeder, live_fleet, monkeypatch, zk_server):
+    """The rest of a progressive read waits in the queue in chunks; a status changed right after
+    the read fires its watch and is re-read at once. Its chunk, still queued with the value read
+    before the change, must not overwrite that: every item its own window (coalescing off) and
+    one status per chunk make the order as bad as it gets."""
+    from neti_core.fleet import fullread, watcher
+
+    monkeypatch.setattr(watcher, "FIRST_SLICE", 5)
+    monkeypatch.setattr(watcher, "LOADING_CHUNK", 1)
+    monkeypatch.setattr(watcher, "LOADING_COALESCE_SECONDS", 0.0)
+    seeder.seed(60)
+    other = connect(zk_server.hosts)
+    last = other.get_children(seeder.paths.status)[-1]  # listed last: its chunk comes last
+    armed = fullread.arm_data_watches
+
+    def arm_then_change(*args, **kwargs):
+        armed(*args, **kwargs)
+        path = f"{seeder.paths.status}/{last}"
+        data = json.loads(other.get(path)[0])
+        other.set(path, json.dumps({**data, "version": "9.9.9"}).encode())
+
+    monkeypatch.setattr(fullread, "arm_data_watches", arm_then_change)
+    try:
+        runner = live_fleet(coalesce=0.0)
+        final = runner.wait_for(lambda s: s.zk.loaded and len(s.rows) == 60, timeout=60)
+        time.sleep(0.5)  # anything still queued is in
+        assert runner.batches[-1].snapshot.rows[last].version == "9.9.9"
+        assert final.rows[last].version in ("1.2.0", "9.9.9")
+    finally:
+        other.stop()
+        other.close()
 
 
 def test_a_new_member_makes_every_agent_lag_until_it_applies(seeder, live_fleet):

@@ -80,6 +80,9 @@ class LiveFleet:
         self._loading: tuple[int, float, int] = (0, 0.0, 0)  # (reads left, began, nodes) of a full read
         self._loading_finished = False
         self._changed_statuses: set[str] = set()  # fired watches, re-read together once per window
+        # Statuses whose watch fired while a progressive read's chunks wait in the queue: the value
+        # in their chunk is older than what the watch says, so the chunk must not set it.
+        self._superseded: set[str] = set()
         self._emit: Callable[[FleetBatch], None] | None = None  # run()'s, for the first rows of a read
         self._dir_path, self._single_path = dir_paths(paths), single_paths(paths)
         # One stable callable per target, so kazoo's watcher sets never hold duplicates.
@@ -190,7 +193,8 @@ class LiveFleet:
             self._handle_data(item[2], item[3], item[4])
         elif kind == "loading":  # a chunk of the rest of a progressive full read
             for name, data in zip(item[3], item[4], strict=True):
-                self._take(item[2], name, data)
+                if item[2] != "status" or name not in self._superseded:
+                    self._take(item[2], name, data)
             self._loaded(len(item[3]))
 
     def _handle_state(self, state: KazooState) -> None:
@@ -230,6 +234,7 @@ class LiveFleet:
         began = time.perf_counter()
         self._generation += 1
         self._changed_statuses.clear()
+        self._superseded.clear()
         assert self._party is not None
         read = self._reader.read(self._party, first_slice=FIRST_SLICE if progressive else None,
                                  audit_keep=self.model.audit_keep)
@@ -260,6 +265,7 @@ class LiveFleet:
         self._loading = (left - count, began, nodes)
         if left == count:
             self._loading_finished = True
+            self._superseded.clear()
             seconds = time.perf_counter() - began
             self.model.loading_progress(count, seconds)
             log.info("read %d nodes in %.2f s (first rows after %d)", nodes, seconds, FIRST_SLICE)
@@ -277,6 +283,8 @@ class LiveFleet:
         elif target.endswith(":data"):
             dir_target = target.split(":", maxsplit=1)[0]
             name = event.path.rsplit("/", 1)[1]
+            if dir_target == "status" and self._loading[0]:
+                self._superseded.add(name)
             if event.type == EventType.DELETED:
                 self._forget(dir_target, name)
                 self._changed_statuses.discard(name)
