@@ -31,7 +31,6 @@ from agent.metrics import AgentMetrics
 from agent.runner import BoundedFrequencyRunner, RealTimer
 from agent.selfheal import SelfHeal
 from agent.status import StatusPublisher
-from neti_core import __version__
 from neti_core.config import NetiConfig
 from neti_core.errors import NetiError
 from neti_core.firewall.protocol import FirewallBackend
@@ -42,7 +41,7 @@ from neti_core.party.mirror import MirroredParty
 from neti_core.party.view import MirrorView
 from neti_core.registry import OverlayRegistry, read_params
 from neti_core.rules import RuleSet, build_ruleset
-from neti_core.schema import AgentStatus, GuardState, RejectAllSource
+from neti_core.schema import AgentStatus, RejectAllSource
 from neti_core.zkclient import (
     UNAUTHENTICATED_NOTE,
     install_acl,
@@ -339,23 +338,16 @@ class Agent:
             self.deadman.disarm()
 
     def _record_plan(self, plan: MembershipPlan) -> None:
-        self.applied.members = len(plan.members)
-        self.applied.plan = plan
         self.metrics.members.set(len(plan.members))
         self.metrics.guard_blocked.set(plan.blocked_removals if plan.guard_tripped else 0)
-        if plan.guard_tripped:
-            if self.applied.guard is None:
-                self.metrics.guard_trips.inc()
-                log.warning("mass-change guard: %d removals held (maxchange %s: at most %d of %d)",
-                            plan.blocked_removals, plan.maxchange_setting, plan.maxchange,
-                            len(self.tracker.applied))
-                self.applied.guard = GuardState(plan.blocked_removals, plan.maxchange, time.time())
-            else:
-                self.applied.guard = GuardState(plan.blocked_removals, plan.maxchange,
-                                                self.applied.guard.since)
-        elif self.applied.guard is not None:
+        change = self.applied.record_plan(plan, time.time())
+        if change == "tripped":
+            self.metrics.guard_trips.inc()
+            log.warning("mass-change guard: %d removals held (maxchange %s: at most %d of %d)",
+                        plan.blocked_removals, plan.maxchange_setting, plan.maxchange,
+                        len(self.tracker.applied))
+        elif change == "cleared":
             log.info("mass-change guard cleared")
-            self.applied.guard = None
 
     def _failed(self, message: str) -> None:
         log.error("%s", message)
@@ -393,36 +385,8 @@ class Agent:
     # --- status and health ------------------------------------------------------------------------
 
     def status(self) -> AgentStatus:
-        applied = self.applied
-        error = applied.error
-        if error is None and applied.problems:
-            error = "; ".join(applied.problems)
-        plan = applied.plan
-        return AgentStatus(
-            instance_id=self.identity.instance_id,
-            overlay_ip=str(self.overlay_ip),
-            side=self.identity.side.value,
-            version=__version__,
-            reject_all=applied.reject_all,
-            reject_all_source=applied.source,
-            membership_version=applied.membership_version,
-            members=applied.members,
-            ruleset_hash=applied.ruleset.hash if applied.ruleset is not None else "",
-            applied_at=applied.applied_at,
-            apply_ms=applied.apply_ms,
-            error=error,
-            guard=applied.guard,
-            deadman=self.deadman.state,
-            drift_repairs=applied.drift_repairs,
-            drift_detected=applied.drift_detected,
-            public_ip=str(self.identity.public_ip),
-            private_ip=str(self.identity.private_ip),
-            backend=self.backend.name,
-            malformed_entries=applied.malformed,
-            pending_removals=plan.in_grace if plan is not None else 0,
-            problems=applied.problems,
-            self_heals=applied.self_heals,
-        )
+        return self.applied.status(self.identity, self.overlay_ip, backend=self.backend.name,
+                                   deadman=self.deadman.state)
 
     def _publish(self, force: bool = False) -> bool:
         if self.publisher is None or not self._connected():

@@ -4,7 +4,8 @@ It starts ZooKeeper and moto's EC2 API on loopback, launches the instances in mo
 AWS-like network (as root; otherwise hosts run without namespaces and record their rules), gives
 each host its metadata service and ZooKeeper portal, and runs a real ``neti-agent`` per host. Its
 manifest (``lab.json``) names every process, namespace and directory, so ``neti lab down`` can
-remove them all even after this process has crashed.
+remove them all even after this process has crashed. The faults that drills and ``neti lab chaos``
+ask for over its control socket are in ``faults.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import yaml
 
 from neti_core.config import ZkPaths
 from neti_core.errors import MalformedEntryError
-from neti_core.lab.host import ZK_PORT, SimInstance
+from neti_core.lab.host import SimInstance
 from neti_core.lab.motoserver import MotoServer
 from neti_core.lab.netns import Netns
 from neti_core.lab.plan import EC2_PRIVATE, OUTSIDE, VPC_PRIVATE, HostPlan, plan_fleet
@@ -38,7 +39,6 @@ from neti_core.lab.state import LabState, write_state
 from neti_core.lab.supervisor import AgentSupervisor
 from neti_core.lab.trust import LabTrust
 from neti_core.lab.zkdrills import LabZooKeeper
-from neti_core.lab.zkserver import ZooKeeperUnavailable
 from neti_core.members import Side, parse_ipv4
 
 log = logging.getLogger("neti.lab")
@@ -242,9 +242,9 @@ class Lab:
 
     def launch(self, plan: HostPlan, start_agent: bool = True) -> LabHost:
         instance_id, public = self._run_instance(plan)
-        return self._launch_existing(plan, instance_id, public, start_agent)
+        return self.launch_existing(plan, instance_id, public, start_agent)
 
-    def _launch_existing(self, plan: HostPlan, instance_id: str, public: IPv4Address,
+    def launch_existing(self, plan: HostPlan, instance_id: str, public: IPv4Address,
                          start_agent: bool = True) -> LabHost:
         """Give a running instance its host: namespace, metadata, ZooKeeper portal, agent."""
         host = LabHost(plan, instance_id, public)
@@ -274,123 +274,6 @@ class Lab:
         if host.netns is not None and self.network is not None:
             self.network.remove_host(host.plan.name)
 
-    # --- fault injection --------------------------------------------------------------------------
-
-    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
-        command = request.get("command")
-        member = request.get("member")
-        handlers = {"ping": lambda: {}, "zk-stop": lambda: self._zk("stop", member),
-                    "zk-start": lambda: self._zk("start", member),
-                    "zk-kill-leader": lambda: self._zk("kill-leader", None),
-                    "zk-kill-follower": lambda: self._zk("kill-follower", None),
-                    "zk-restart": lambda: self._zk("restart", None),
-                    "cut": lambda: self._cut(request["host"], True),
-                    "heal": lambda: self._cut(request["host"], False),
-                    "break": lambda: self._break(request["host"]),
-                    "kill": lambda: self._kill_agent(request["host"]),
-                    "adopt": lambda: self._adopt(request["host"]),
-                    "churn": lambda: self._churn(int(request.get("count", 1)),
-                                                 float(request.get("rate", 1)), request.get("hosts")),
-                    "shutdown": self._request_shutdown}
-        if command not in handlers:
-            return {"ok": False, "error": f"unknown command {command!r}"}
-        try:
-            return {"ok": True, **handlers[command]()}
-        except KeyError as exc:
-            return {"ok": False, "error": f"no such host {exc}"}
-        except (ValueError, ZooKeeperUnavailable) as exc:
-            return {"ok": False, "error": str(exc)}
-
-    def _zk(self, action: str, member: int | None) -> dict[str, Any]:
-        if action == "stop":
-            message = self.zk.stop(member) + ": agents keep their rules (fail-static)"
-        elif action == "start":
-            message = self.zk.start_members(member) + f" on {self.zk.hosts}"
-        elif action in ("kill-leader", "kill-follower"):
-            message = self.zk.kill_role(action.removeprefix("kill-"))
-        else:
-            message = self.zk.restart_rolling()
-        self.save(zk_pid=self.zk.servers[0].pid, zk_pids=self.zk.pids)
-        return {"message": message}
-
-    def _agent_host(self, name: str) -> LabHost:
-        host = self.hosts[name]
-        if host.sim is None:
-            raise KeyError(f"{name} (it runs no agent)")
-        return host
-
-    def _cut(self, name: str, cut: bool) -> dict[str, Any]:
-        sim = self._agent_host(name).sim
-        assert sim is not None
-        if sim.netns is not None:
-            op = "-I" if cut else "-D"
-            ports = f"{ZK_PORT}:{ZK_PORT + len(sim.zk_portals) - 1}"  # every ensemble member
-            sim.shell("iptables", "-w", op, "OUTPUT", "-o", "lo", "-p", "tcp", "--dport", ports,
-                      "-j", "DROP")
-        else:
-            for portal in sim.zk_portals:
-                portal.block() if cut else portal.unblock()
-        return {"message": f"{name} {'cut off from' if cut else 'reconnected to'} ZooKeeper"}
-
-    def _kill_agent(self, name: str) -> dict[str, Any]:
-        """SIGKILL the host's agent, as an OOM kill would; the supervisor restarts it."""
-        sim = self._agent_host(name).sim
-        assert sim is not None
-        pid = sim.process.pid if sim.process is not None else None
-        if pid is None or sim.process is None or sim.process.poll() is not None:
-            return {"ok": False, "error": f"{name}: its agent is not running"}
-        os.killpg(pid, signal.SIGKILL)
-        return {"message": f"{name}: agent (pid {pid}) killed with SIGKILL; the lab restarts it in "
-                           f"{self.supervisor.restart_seconds:.0f} s", "pid": pid}
-
-    def _break(self, name: str) -> dict[str, Any]:
-        sim = self._agent_host(name).sim
-        assert sim is not None
-        if sim.netns is None:
-            return {"ok": False, "error": "breaking rules needs the kernel: run the lab as root"}
-        # Lab hosts run the nft backend (auto on this kernel); a host configured for an iptables
-        # backend has the chain and the ipset instead. Each command fails harmlessly on the other.
-        sim.shell("nft", "flush", "chain", "ip", "neti", "NETI-INPUT")
-        sim.shell("nft", "flush", "set", "ip", "neti", "ec2_whitelist")
-        sim.shell("iptables", "-w", "-F", "NETI-INPUT")
-        sim.shell("ipset", "flush", "ec2_whitelist")
-        return {"message": f"{name}: flushed NETI-INPUT and the member set; watch drift repair "
-                           f"(within resync_seconds={AGENT_SETTINGS['resync_seconds']})"}
-
-    def _churn(self, count: int, rate: float, names: list[str] | None = None) -> dict[str, Any]:
-        """Terminate ``count`` agent hosts (or ``names``), launch as many new ones, ``rate`` a second."""
-        with self.lock:
-            agents = [n for n, h in self.hosts.items() if h.plan.runs_agent]
-            victims = [n for n in names if n in self.hosts] if names else \
-                random.sample(agents, min(count, len(agents)))
-        launched = []
-        for name in victims:
-            side = self.hosts[name].plan.side
-            self.terminate(name)
-            index = self.next_index
-            self.next_index += 1
-            plan = plan_fleet(1, 100 if side is Side.VPC else 0, 0, first_index=index)[0]
-            launched.append(self.launch(plan).plan.name)
-            self.save()
-            time.sleep(1 / max(rate, 0.01))
-        return {"message": f"terminated {', '.join(victims) or 'nothing'}; launched {', '.join(launched)}"}
-
-    def _adopt(self, name: str) -> dict[str, Any]:
-        """Install Neti on an instance that ran without it (what the operator does after the report)."""
-        with self.lock:
-            host = self.hosts[name]
-            if host.plan.runs_agent:
-                return {"ok": False, "error": f"{name} runs an agent already"}
-            plan = HostPlan(host.plan.name, host.plan.side, host.plan.private, runs_agent=True)
-            del self.hosts[name]
-        self._launch_existing(plan, host.instance_id, host.public)
-        self.save()
-        return {"message": f"{name}: agent installed and started"}
-
-    def _request_shutdown(self) -> dict[str, Any]:
-        threading.Thread(target=self.shutdown, daemon=True).start()
-        return {"message": "shutting down"}
-
     # --- tear-down --------------------------------------------------------------------------------
 
     def shutdown(self) -> None:
@@ -417,6 +300,7 @@ class Lab:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from neti_core.lab.faults import LabFaults
     from neti_core.lab.state import remove_state_dir
 
     parser = argparse.ArgumentParser(description="The lab daemon (started by `neti lab up`).")
@@ -432,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     lab = Lab(args.state_dir, use_netns=not args.no_netns, netns_prefix=args.netns_prefix,
               secure=not args.insecure, ensemble=args.ensemble)
-    server = ControlServer(args.state_dir / "control.sock", lab.handle).start()
+    server = ControlServer(args.state_dir / "control.sock", LabFaults(lab).handle).start()
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=lab.shutdown, daemon=True).start())
     try:
         lab.start(args.hosts, args.vpc, args.unregistered)
