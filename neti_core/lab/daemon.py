@@ -245,7 +245,7 @@ class Lab:
         return self.launch_existing(plan, instance_id, public, start_agent)
 
     def launch_existing(self, plan: HostPlan, instance_id: str, public: IPv4Address,
-                         start_agent: bool = True) -> LabHost:
+                        start_agent: bool = True) -> LabHost:
         """Give a running instance its host: namespace, metadata, ZooKeeper portal, agent."""
         host = LabHost(plan, instance_id, public)
         with self.lock:
