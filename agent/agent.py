@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
@@ -51,6 +51,7 @@ from neti_core.zkclient import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 STARTUP_ZK_SECONDS = 120.0  # how long start-up waits out a connection that keeps dropping
 RETRY_AFTER_ERROR_SECONDS = 5.0  # a failed apply is retried this soon, not at the next resync
 # Test-only: a planted bug (the agent ignores the guard) so `neti lab chaos` can show it catches one.
@@ -108,23 +109,30 @@ class Agent:
                 if self._stopping.is_set() or (deadline is not None and self.clock() > deadline):
                     raise NetiError(f"cannot reach ZooKeeper at {self.zk_hosts}") from None
                 log.warning("ZooKeeper at %s not reachable yet; retrying", self.zk_hosts)
-        # The connection can drop again at once (a member killed, an election): wait it out, as
-        # kazoo's recipes do, rather than exit; a refused identity is not retried.
-        ready = KazooRetry(max_tries=-1, delay=0.5, max_delay=5, deadline=STARTUP_ZK_SECONDS)
+        client, paths = self.client, self.paths
+        tree = self._waiting_out_drops(install_acl, client, paths)  # every node we create carries its ACL
+        self._waiting_out_drops(verify_agent_identity, client, paths, self.identity.instance_id, tree)
+        if not is_authenticated(self.config):
+            log.warning("%s", UNAUTHENTICATED_NOTE)
+
+    def _waiting_out_drops(self, call: Callable[..., T], *args: Any) -> T:
+        """Start-up steps: a connection that drops under them (a member killed, an election) is
+        waited out, as kazoo's recipes do, rather than exit; each step is idempotent, so it is
+        simply run again. A refused identity or any other error is not retried."""
+        ready = KazooRetry(max_tries=-1, delay=0.5, max_delay=5, deadline=STARTUP_ZK_SECONDS,
+                           ignore_expire=True)
         try:
-            tree = ready(install_acl, self.client, self.paths)  # every node we create carries its ACL
-            ready(verify_agent_identity, self.client, self.paths, self.identity.instance_id, tree)
+            result: T = ready(call, *args)
         except RetryFailedError:
             raise NetiError(f"ZooKeeper at {self.zk_hosts} kept dropping the connection for "
                             f"{STARTUP_ZK_SECONDS:.0f} s") from None
-        if not is_authenticated(self.config):
-            log.warning("%s", UNAUTHENTICATED_NOTE)
+        return result
 
     def register(self) -> None:
         assert self.client is not None
         registry = OverlayRegistry(self.client, self.paths, self.config.overlay_subnet)
-        registration = registry.register(self.identity.instance_id)
-        params = read_params(self.client, self.paths)  # writes maxchange/interval defaults if absent
+        registration = self._waiting_out_drops(registry.register, self.identity.instance_id)
+        params = self._waiting_out_drops(read_params, self.client, self.paths)
         for problem in params.problems:
             log.warning("%s", problem)
         for note in registration.repaired:
@@ -134,7 +142,7 @@ class Agent:
                         self.identity.side, self.identity.instance_id)
         self.publisher = StatusPublisher(self.client, self.paths, self.identity.instance_id)
         self.membership = MirroredParty(self.client, self.paths, member, on_rejoin=self._rejoined)
-        self.membership.join()
+        self._waiting_out_drops(self.membership.join)
         # Poll no more often than the session timeout: kazoo only notices a dead connection when
         # it has sent nothing for a third of it, so frequent requests would hide a lost link.
         self.view = MirrorView(self.client, self.paths, self._party_changed,
@@ -150,8 +158,9 @@ class Agent:
         assert self.client is not None
         self.runner = BoundedFrequencyRunner(self.sync, self._min_interval, self.config.resync_seconds,
                                              RealTimer(self.clock))
-        self.controls = ControlWatcher(self.client, self.paths, self.identity.instance_id,
-                                       self.runner.mark_dirty, self.state_dir / LAST_GOOD_FILE)
+        self.controls = self._waiting_out_drops(ControlWatcher, self.client, self.paths,
+                                                self.identity.instance_id, self.runner.mark_dirty,
+                                                self.state_dir / LAST_GOOD_FILE)
 
     def start(self) -> None:
         """Connect, register, join, watch, and run the loop in a background thread."""

@@ -247,7 +247,7 @@ class Checker:
                     killed = kills.get(host["name"], 0)
                     self._violate("no-unexpected-death", f"{host['name']} agent exited with "
                                   f"{host.get('last_exit')} ({restarts} restarts, {killed} kills by "
-                                  f"the schedule)")
+                                  f"the schedule); it said: {host.get('last_words') or '-'}")
 
     def _check_guard(self, hosts: list[dict[str, Any]], statuses: dict[str, AgentStatus],
                      now: float) -> None:

@@ -310,7 +310,9 @@ def _status(args: argparse.Namespace) -> int:
         guard = row.get("guard")
         if guard:
             state_text += f"; guard holds {guard['blocked_removals']} removals (limit {guard['maxchange']})"
-        restarts = f"  restarted {row['restarts']}x (last exit {row.get('last_exit')})" \
+        said = f": {row['last_words']}" if row.get("last_words") and row.get("last_exit") not in (None, -9) \
+            else ""
+        restarts = f"  restarted {row['restarts']}x (last exit {row.get('last_exit')}{said})" \
             if row.get("restarts") else ""
         print(f"{row['name']:10} {row['instance_id']:20} {row['side']:4} {row['private']:15} "
               f"{row['public']:15} {row.get('overlay') or '-':15} {state_text}{restarts}")

@@ -29,7 +29,7 @@ import yaml
 
 from neti_core.config import ZkPaths
 from neti_core.errors import MalformedEntryError
-from neti_core.lab.host import SimInstance
+from neti_core.lab.host import SimInstance, last_line
 from neti_core.lab.motoserver import MotoServer
 from neti_core.lab.netns import Netns
 from neti_core.lab.plan import EC2_PRIVATE, OUTSIDE, VPC_PRIVATE, HostPlan, plan_fleet
@@ -76,11 +76,15 @@ class LabHost:
     supervised: bool = False  # True once its agent runs: the supervisor restarts it if it exits
     restarts: int = 0
     last_exit: int | None = None
+    last_words: str | None = None
     died_at: float | None = None
 
     @property
     def name(self) -> str:
         return self.plan.name
+
+    def last_log_line(self) -> str | None:
+        return last_line(self.sim.log_path) if self.sim is not None else None
 
     def exit_code(self) -> int | None:
         process = self.sim.process if self.sim is not None else None
@@ -100,7 +104,7 @@ class LabHost:
                 "private": str(self.plan.private), "public": str(self.public),
                 "agent": self.plan.runs_agent, "netns": self.netns,
                 "pid": self.sim.process.pid if self.sim and self.sim.process else None,
-                "restarts": self.restarts, "last_exit": self.last_exit}
+                "restarts": self.restarts, "last_exit": self.last_exit, "last_words": self.last_words}
 
 
 class Lab:

@@ -30,6 +30,17 @@ ZK_PORT = 2181
 EC2_PORT = 5000
 
 
+def last_line(path: Path, tail_bytes: int = 4096) -> str | None:
+    """The last non-empty line of a log (an agent's one-line error, or a traceback's last line)."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - tail_bytes))
+            lines = log.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        return None
+    return lines[-1].strip()[:300] if lines else None
+
+
 def agent_command() -> list[str]:
     """The installed neti-agent next to this interpreter (the venv's), else ``python -m``."""
     script = Path(sys.executable).parent / "neti-agent"

@@ -36,6 +36,8 @@ class Portal:
 
     ``block()`` cuts every connection and refuses new ones until ``unblock()``: a ZooKeeper outage
     for one host, for fault drills where iptables is not available (the lab without root).
+    ``freeze()`` keeps the connections open but forwards nothing (a hung member): what is sent
+    then is in flight when a later ``block()`` cuts it.
     """
 
     def __init__(self, netns: str | None, listen: tuple[str, int], target: tuple[str, int]) -> None:
@@ -48,6 +50,7 @@ class Portal:
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self.blocked = False
+        self.frozen = False
         self._thread = threading.Thread(target=self._loop, name=f"portal-{netns}", daemon=True)
 
     @property
@@ -61,7 +64,18 @@ class Portal:
             self._close_pair(sock)
 
     def unblock(self) -> None:
-        self.blocked = False
+        self.blocked = self.frozen = False
+        with self._lock:
+            for sock in self._pairs:
+                with contextlib.suppress(KeyError, ValueError):
+                    self._selector.register(sock, selectors.EVENT_READ)
+
+    def freeze(self) -> None:
+        self.frozen = True
+        with self._lock:
+            for sock in self._pairs:
+                with contextlib.suppress(KeyError, ValueError):
+                    self._selector.unregister(sock)
 
     def start(self) -> Portal:
         self._listener.setblocking(False)
@@ -97,8 +111,9 @@ class Portal:
             sock.setblocking(False)
         with self._lock:
             self._pairs[inner], self._pairs[outer] = outer, inner
-        self._selector.register(inner, selectors.EVENT_READ)
-        self._selector.register(outer, selectors.EVENT_READ)
+        if not self.frozen:
+            self._selector.register(inner, selectors.EVENT_READ)
+            self._selector.register(outer, selectors.EVENT_READ)
 
     def _pump(self, source: socket.socket) -> None:
         peer = self._pairs.get(source)

@@ -25,12 +25,16 @@ class Supervisable(Protocol):
     supervised: bool
     restarts: int
     last_exit: int | None
+    last_words: str | None
     died_at: float | None
 
     def exit_code(self) -> int | None:
         """None while the agent runs (or none was started); else its exit status."""
 
     def restart(self) -> None: ...
+
+    def last_log_line(self) -> str | None:
+        """What the agent printed last (why it exited, when it said so)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +95,9 @@ class AgentSupervisor:
                 unit = units[decision.name]
                 if not decision.restart:
                     unit.last_exit, unit.died_at = unit.exit_code(), now
-                    log.warning("agent on %s exited with %s; restarting in %.0f s", unit.name,
-                                unit.last_exit, self.restart_seconds)
+                    unit.last_words = unit.last_log_line()
+                    log.warning("agent on %s exited with %s (%s); restarting in %.0f s", unit.name,
+                                unit.last_exit, unit.last_words, self.restart_seconds)
                     continue
                 unit.restart()
                 unit.restarts += 1
