@@ -20,7 +20,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState
-from kazoo.retry import KazooRetry, RetryFailedError
+from kazoo.retry import KazooRetry
 
 from agent.applied import Applied
 from agent.control_watch import ControlWatcher
@@ -28,6 +28,7 @@ from agent.deadman import Deadman
 from agent.last_good import FILE_NAME as LAST_GOOD_FILE
 from agent.membership import MembershipPlan, MembershipTracker, load_applied, save_applied
 from agent.metrics import AgentMetrics
+from agent.retry import wait_out_drops
 from agent.runner import BoundedFrequencyRunner, RealTimer
 from agent.selfheal import SelfHeal
 from agent.status import StatusPublisher
@@ -110,29 +111,19 @@ class Agent:
                     raise NetiError(f"cannot reach ZooKeeper at {self.zk_hosts}") from None
                 log.warning("ZooKeeper at %s not reachable yet; retrying", self.zk_hosts)
         client, paths = self.client, self.paths
-        tree = self._waiting_out_drops(install_acl, client, paths)  # every node we create carries its ACL
-        self._waiting_out_drops(verify_agent_identity, client, paths, self.identity.instance_id, tree)
+        tree = self._wait_out(install_acl, client, paths)  # every node we create carries its ACL
+        self._wait_out(verify_agent_identity, client, paths, self.identity.instance_id, tree)
         if not is_authenticated(self.config):
             log.warning("%s", UNAUTHENTICATED_NOTE)
 
-    def _waiting_out_drops(self, call: Callable[..., T], *args: Any) -> T:
-        """Start-up steps: a connection that drops under them (a member killed, an election) is
-        waited out, as kazoo's recipes do, rather than exit; each step is idempotent, so it is
-        simply run again. A refused identity or any other error is not retried."""
-        ready = KazooRetry(max_tries=-1, delay=0.5, max_delay=5, deadline=STARTUP_ZK_SECONDS,
-                           ignore_expire=True)
-        try:
-            result: T = ready(call, *args)
-        except RetryFailedError:
-            raise NetiError(f"ZooKeeper at {self.zk_hosts} kept dropping the connection for "
-                            f"{STARTUP_ZK_SECONDS:.0f} s") from None
-        return result
+    def _wait_out(self, call: Callable[..., T], *args: Any) -> T:
+        return wait_out_drops(call, *args, hosts=self.zk_hosts, seconds=STARTUP_ZK_SECONDS)
 
     def register(self) -> None:
         assert self.client is not None
         registry = OverlayRegistry(self.client, self.paths, self.config.overlay_subnet)
-        registration = self._waiting_out_drops(registry.register, self.identity.instance_id)
-        params = self._waiting_out_drops(read_params, self.client, self.paths)
+        registration = self._wait_out(registry.register, self.identity.instance_id)
+        params = self._wait_out(read_params, self.client, self.paths)
         for problem in params.problems:
             log.warning("%s", problem)
         for note in registration.repaired:
@@ -142,7 +133,7 @@ class Agent:
                         self.identity.side, self.identity.instance_id)
         self.publisher = StatusPublisher(self.client, self.paths, self.identity.instance_id)
         self.membership = MirroredParty(self.client, self.paths, member, on_rejoin=self._rejoined)
-        self._waiting_out_drops(self.membership.join)
+        self._wait_out(self.membership.join)
         # Poll no more often than the session timeout: kazoo only notices a dead connection when
         # it has sent nothing for a third of it, so frequent requests would hide a lost link.
         self.view = MirrorView(self.client, self.paths, self._party_changed,
@@ -158,9 +149,8 @@ class Agent:
         assert self.client is not None
         self.runner = BoundedFrequencyRunner(self.sync, self._min_interval, self.config.resync_seconds,
                                              RealTimer(self.clock))
-        self.controls = self._waiting_out_drops(ControlWatcher, self.client, self.paths,
-                                                self.identity.instance_id, self.runner.mark_dirty,
-                                                self.state_dir / LAST_GOOD_FILE)
+        self.controls = self._wait_out(ControlWatcher, self.client, self.paths, self.identity.instance_id,
+                                       self.runner.mark_dirty, self.state_dir / LAST_GOOD_FILE)
 
     def start(self) -> None:
         """Connect, register, join, watch, and run the loop in a background thread."""

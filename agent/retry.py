@@ -13,7 +13,11 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from kazoo.retry import KazooRetry, RetryFailedError
+
+from neti_core.errors import NetiError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -63,3 +67,15 @@ def retry_transient(attempt: Callable[[], T], *, what: str, is_transient: Callab
         if tries > 1:
             logger.info("%s answered after %d tries", what, tries)
         return result
+
+
+def wait_out_drops(call: Callable[..., T], *args: Any, hosts: str, seconds: float) -> T:
+    """A start-up step against ZooKeeper: a connection that drops under it (a member killed, an
+    election) is waited out, as kazoo's recipes do, rather than exit; the step must be idempotent,
+    as it is simply run again. A refused identity, or any other error, is not retried."""
+    ready = KazooRetry(max_tries=-1, delay=0.5, max_delay=5, deadline=seconds, ignore_expire=True)
+    try:
+        result: T = ready(call, *args)
+    except RetryFailedError:
+        raise NetiError(f"ZooKeeper at {hosts} kept dropping the connection for {seconds:.0f} s") from None
+    return result
