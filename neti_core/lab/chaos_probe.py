@@ -181,18 +181,28 @@ class Checker:
             with self.lock:  # a fault that began during the probe excuses it, as does termination
                 excused = {src["name"], dst["name"]} & (self.known.cut | {
                     n for n, t in self.known.unsettled.items() if t > time.monotonic()})
-            names = {h["name"] for h in self.read_hosts()}
-            excused |= {src["name"], dst["name"]} - names
+            excused |= {n for n in (src["name"], dst["name"]) if self._terminated(n)}
             if not excused:
                 self._violate("members-reach", f"{src['name']} -> {dst['name']} overlay "
                               f"{status.overlay_ip}:{ECHO_PORT}: {result or 'no answer'}")
 
     def _connect(self, netns: str, address: str, port: int, timeout: float) -> bool:
+        return self._answer(netns, address, port, timeout) is None
+
+    @staticmethod
+    def _answer(netns: str, address: str, port: int, timeout: float) -> str | None:
+        """None if ``address:port`` answered from inside ``netns``; else why not."""
         result = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", _CONNECT, address,
                                  str(port), str(timeout)], capture_output=True, text=True, timeout=30,
                                 check=False)
         answer = result.stdout.strip()
-        return bool(answer) and not answer.startswith("FAIL")
+        if not answer:
+            return result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "no answer"
+        return answer if answer.startswith("FAIL") else None
+
+    def _terminated(self, name: str) -> bool:
+        """Churned away while it was being probed (the lab drops it from its state first)."""
+        return name not in {h["name"] for h in self.read_hosts()}
 
     def _excused(self, name: str) -> bool:
         with self.lock:
@@ -204,8 +214,9 @@ class Checker:
         assert self.outsider is not None
         name, public = host["name"], host["public"]
         self.outsider_probes += 1
-        if not self._connect(self.outsider, public, SSH_PORT, REACH_TIMEOUT) and not self._excused(name):
-            self._violate("ssh-failsafe", f"outsider -> {name} {public}:{SSH_PORT} refused")
+        failed = self._answer(self.outsider, public, SSH_PORT, REACH_TIMEOUT)
+        if failed is not None and not self._excused(name) and not self._terminated(name):
+            self._violate("ssh-failsafe", f"outsider -> {name} {public}:{SSH_PORT}: {failed}")
         status = statuses[name]
         if status.reject_all and self._connect(self.outsider, public, ECHO_PORT, BLOCKED_TIMEOUT):
             still = self._status(host)  # a flip off in between is no violation

@@ -272,6 +272,7 @@ class Lab:
         with self.lock:
             host = self.hosts.pop(name)
             host.supervised = False
+        self.save()  # gone from the state before its namespace is: readers never probe a dead host
         self.ec2.terminate_instances(InstanceIds=[host.instance_id])
         if host.sim is not None:
             host.sim.cleanup()
