@@ -181,7 +181,7 @@ class Checker:
             with self.lock:  # a fault that began during the probe excuses it, as does termination
                 excused = {src["name"], dst["name"]} & (self.known.cut | {
                     n for n, t in self.known.unsettled.items() if t > time.monotonic()})
-            excused |= {n for n in (src["name"], dst["name"]) if self._terminated(n)}
+            excused |= self._terminated(src["name"], dst["name"])
             if not excused:
                 self._violate("members-reach", f"{src['name']} -> {dst['name']} overlay "
                               f"{status.overlay_ip}:{ECHO_PORT}: {result or 'no answer'}")
@@ -200,9 +200,10 @@ class Checker:
             return result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "no answer"
         return answer if answer.startswith("FAIL") else None
 
-    def _terminated(self, name: str) -> bool:
-        """Churned away while it was being probed (the lab drops it from its state first)."""
-        return name not in {h["name"] for h in self.read_hosts()}
+    def _terminated(self, *names: str) -> set[str]:
+        """Which of ``names`` were churned away while being probed (the lab drops a host from its
+        state before its namespace); one read of the state, and only after a failed probe."""
+        return set(names) - {h["name"] for h in self.read_hosts()}
 
     def _excused(self, name: str) -> bool:
         with self.lock:
