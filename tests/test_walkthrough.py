@@ -326,8 +326,11 @@ async def _incidents(walk: Walk) -> None:
     await walk.until(lambda: any(r.state_label == "leaving (held: M)" for r in walk.app.fleet.rows.values()),
                      "the guard holding the removals", 90)
     # The header names the key (in full, "guard holds N removals (M releases)", or "N held (M)"),
-    # the agents holding them say so on their rows.
-    assert re.search(r"M releases|held \(M\)", str(walk.app.screen.query_one("#header").render()))
+    # the agents holding them say so on their rows. The screen repaints at most every 0.2 s
+    # (MIN_APPLY_SECONDS) while the rows above are the model's, so the header is waited for too.
+    header = walk.app.screen.query_one("#header")
+    await walk.until(lambda: re.search(r"M releases|held \(M\)", str(header.render())),
+                     "the header naming M", 10)
     await walk.until(lambda: any(re.fullmatch(r"guard: \d+ held", r.state_label)
                                  for r in walk.app.fleet.rows.values()), "the agents' guard: N held", 30)
     await walk.pilot.press("M")
