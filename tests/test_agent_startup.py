@@ -14,6 +14,7 @@ from neti_core.imds import Identity
 from neti_core.lab.host import IMDS_PORT
 from neti_core.lab.imds_server import ImdsServer
 from neti_core.lab.portal import Portal
+from neti_core.maxchange import MaxChange
 from neti_core.members import Side, parse_party
 from tests.fixtures.agent import connect_from, wait_for
 
@@ -76,6 +77,12 @@ def test_a_connection_lost_while_registering_is_waited_out_not_fatal(zk_server, 
             assert not thread.is_alive() and not failures, failures
             members = parse_party(zk.get_children(f"{zk_prefix}/ip-map")).members
             assert [(m.private, m.overlay) for m in members] == [(identity.private_ip, agent.overlay_ip)]
-            assert agent.controls is not None and agent.controls.snapshot() is not None
+            # Its control watches were armed after the outage: an operator's change reaches it.
+            zk.ensure_path(config.zk_paths.maxchange)
+            zk.set(config.zk_paths.maxchange, b"7")
+            controls = agent.controls
+            assert controls is not None
+            wait_for(lambda: controls.snapshot().maxchange == MaxChange(count=7), timeout=10,
+                     what="the operator's maxchange seen by the agent")
         finally:
             agent.stop()
