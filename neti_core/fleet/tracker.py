@@ -8,11 +8,10 @@ all, since every agent's lag is measured against the ``ip-map`` children version
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from ipaddress import IPv4Network
 from types import MappingProxyType
-from typing import TypeVar
 
 from neti_core.aws import GroupOpening, Instance
 from neti_core.errors import MalformedEntryError
@@ -38,19 +37,14 @@ from neti_core.fleet.state import (
     summarize,
 )
 from neti_core.fleet.treeread import AUDIT_KEEP, TreeRead, audit_seq, insert_in_order
-from neti_core.maxchange import decode_guard_limit
-from neti_core.members import Member, parse_party_entry
+from neti_core.fleet.validated import ValidatedNodes, guard_limit_text
+from neti_core.members import Member
 from neti_core.schema import (
-    AgentStatus,
     AuditEntry,
     FleetDefaults,
     PhaseRecord,
-    RejectAllOverride,
     decode_interval,
-    decode_maxchange,
 )
-
-T = TypeVar("T")
 
 
 class FleetModel:
@@ -61,14 +55,10 @@ class FleetModel:
         self.audit_keep = audit_keep
         self._overlay_total = usable_addresses(overlay_subnet)
         self._overlay = OverlayUsage(total=self._overlay_total)
-        self._party: dict[str, Member] = {}
-        self._party_bad: dict[str, str] = {}
+        self._nodes = ValidatedNodes()  # party, statuses, overrides and every node's problem
         self._cversion: int | None = None
         self._ip_to_id: dict[str, str] = {}
         self._id_to_ip: set[str] = set()
-        self._statuses: dict[str, AgentStatus] = {}
-        self._overrides: dict[str, RejectAllOverride] = {}
-        self._bad: dict[str, str] = {}  # node path (relative) -> problem
         self._defaults: FleetDefaults | None = None
         self._phase: PhaseRecord | None = None
         self._maxchange: str | None = None  # as set: "20" or "10%" (None: unset, the agents' 10%)
@@ -96,28 +86,24 @@ class FleetModel:
     def reset(self, tree: TreeRead, seconds: float, still_loading: int = 0) -> None:
         """Replace everything with a fresh read of the tree; ``still_loading`` nodes of it are
         still on their way (they come in as ordinary updates, then :meth:`loaded`)."""
-        self._party.clear()
-        self._party_bad.clear()
+        self._nodes.clear()
         self._loading_members = {}
-        self._bad = {k: v for k, v in self._bad.items() if k.startswith("ec2:")}
         if tree.parsed is not None:
-            self._party, self._party_bad = dict(tree.parsed[0]), dict(tree.parsed[1])
+            self._nodes.party, self._nodes.party_bad = dict(tree.parsed[0]), dict(tree.parsed[1])
         else:
             for name in tree.party:
-                self._parse_party_entry(name)
+                self._nodes.parse_party_entry(name)
         self._cversion = tree.cversion
         self._ip_to_id = {ip: data.decode(errors="replace").strip() for ip, data in tree.ip_to_id.items()}
         self._id_to_ip = set(tree.id_to_ip)
-        self._statuses.clear()
         for instance_id, data in tree.statuses.items():
-            self._decode_status(instance_id, data)
-        self._overrides.clear()
+            self._nodes.decode_status(instance_id, data)
         for instance_id, data in tree.overrides.items():
-            self._decode_override(instance_id, data)
-        self._defaults = self._decode("control/defaults", FleetDefaults.from_json, tree.defaults)
-        self._phase = self._decode("control/phase", PhaseRecord.from_json, tree.phase)
-        self._maxchange = self._decode("maxchange", _guard_limit_text, tree.maxchange)
-        self._decode("interval", decode_interval, tree.interval)
+            self._nodes.decode_override(instance_id, data)
+        self._defaults = self._nodes.decode("control/defaults", FleetDefaults.from_json, tree.defaults)
+        self._phase = self._nodes.decode("control/phase", PhaseRecord.from_json, tree.phase)
+        self._maxchange = self._nodes.decode("maxchange", guard_limit_text, tree.maxchange)
+        self._nodes.decode("interval", decode_interval, tree.interval)
         self._audit = []
         for name, data in tree.audit.items():
             self._insert_audit(name, data)
@@ -144,13 +130,13 @@ class FleetModel:
 
     def set_party(self, children: Iterable[str], cversion: int) -> None:
         names = set(children)
-        old = set(self._party) | set(self._party_bad)
+        old = set(self._nodes.party) | set(self._nodes.party_bad)
         added, removed = names - old, old - names
         for name in removed:
-            self._party.pop(name, None)
-            self._party_bad.pop(name, None)
+            self._nodes.party.pop(name, None)
+            self._nodes.party_bad.pop(name, None)
         for name in added:
-            self._parse_party_entry(name)
+            self._nodes.parse_party_entry(name)
         if added or removed or cversion != self._cversion:
             self._cversion = cversion
             self._news = True
@@ -179,14 +165,14 @@ class FleetModel:
             self._touched = True
 
     def set_status(self, instance_id: str, data: bytes | None) -> None:
-        had = instance_id in self._statuses
-        old = self._statuses.get(instance_id)
+        had = instance_id in self._nodes.statuses
+        old = self._nodes.statuses.get(instance_id)
         if data is None:
-            self._statuses.pop(instance_id, None)
-            self._bad.pop(f"status/{instance_id}", None)
+            self._nodes.statuses.pop(instance_id, None)
+            self._nodes.bad.pop(f"status/{instance_id}", None)
         else:
-            self._decode_status(instance_id, data)
-        new = self._statuses.get(instance_id)
+            self._nodes.decode_status(instance_id, data)
+        new = self._nodes.statuses.get(instance_id)
         self._dirty.add(instance_id)
         if new is not None and self._zk.loading is not None:
             self._index_one(instance_id, new.overlay_ip)
@@ -196,29 +182,29 @@ class FleetModel:
 
     def set_override(self, instance_id: str, data: bytes | None) -> None:
         if data is None:
-            self._overrides.pop(instance_id, None)
-            self._bad.pop(f"control/reject_all/{instance_id}", None)
+            self._nodes.overrides.pop(instance_id, None)
+            self._nodes.bad.pop(f"control/reject_all/{instance_id}", None)
         else:
-            self._decode_override(instance_id, data)
+            self._nodes.decode_override(instance_id, data)
         self._dirty.add(instance_id)
 
     def set_defaults(self, data: bytes | None) -> None:
-        self._defaults = self._decode("control/defaults", FleetDefaults.from_json, data)
+        self._defaults = self._nodes.decode("control/defaults", FleetDefaults.from_json, data)
         self._news = True
         self._all_dirty = True
 
     def set_phase(self, data: bytes | None) -> None:
-        self._phase = self._decode("control/phase", PhaseRecord.from_json, data)
+        self._phase = self._nodes.decode("control/phase", PhaseRecord.from_json, data)
         self._news = True
         self._touched = True
 
     def set_interval(self, data: bytes | None) -> None:
         """Only its problems are shown: the agents, not the console, run at this interval."""
-        self._decode("interval", decode_interval, data)
+        self._nodes.decode("interval", decode_interval, data)
         self._touched = True
 
     def set_maxchange(self, data: bytes | None) -> None:
-        self._maxchange = self._decode("maxchange", _guard_limit_text, data)
+        self._maxchange = self._nodes.decode("maxchange", guard_limit_text, data)
         self._news = True
         self._touched = True
 
@@ -260,11 +246,9 @@ class FleetModel:
                             malformed=tuple(malformed),
                             groups=groups if isinstance(groups, tuple) else None,
                             groups_error=groups if isinstance(groups, str) else None)
-        self._news = True
-        if first or added or removed or changed:
-            self._news = True
+        self._news = True  # every poll: the EC2 health (last_ok) shown in the header moved
         nameless = any(key.startswith(OVERLAY_KEY_PREFIX) for key in self._members_by_key)
-        if first or nameless or ((added or removed) and self._party):
+        if first or nameless or ((added or removed) and self._nodes.party):
             self._all_dirty = True
         else:
             self._dirty |= added | removed | changed
@@ -280,16 +264,20 @@ class FleetModel:
     def snapshot(self) -> FleetSnapshot | None:
         return self._snapshot
 
+    @property
+    def problems(self) -> tuple[str, ...]:
+        return self._nodes.problems
+
     def flush(self) -> FleetBatch | None:
         """The batch of everything since the last flush, or None when nothing happened."""
         if not (self._events or self._news or self._dirty or self._all_dirty or self._touched):
             return None
         changed: set[str] = set()
         removed: set[str] = set()
-        self._dirty |= self._last_known.stale_after(self._statuses)
+        self._dirty |= self._last_known.stale_after(self._nodes.statuses)
         if self._all_dirty:
             self._index_members()
-            keys = (set(self._members_by_key) | set(self._statuses) | set(self._instances or ())
+            keys = (set(self._members_by_key) | set(self._nodes.statuses) | set(self._instances or ())
                     | set(self._last_known.keys()))
             removed = set(self._rows) - keys
             for key in removed:
@@ -308,14 +296,14 @@ class FleetModel:
             self._summary = summarize(self._rows.values(), self._instances is not None)
         if self._all_dirty or self._touched or changed or removed:
             self._overlay = overlay_usage(
-                self._ip_to_id, {str(m.overlay) for m in self._party.values()}, self._statuses,
+                self._ip_to_id, {str(m.overlay) for m in self._nodes.party.values()}, self._nodes.statuses,
                 None if self._instances is None else self._instances, self._overlay_total)
         self._seq += 1
         self._snapshot = FleetSnapshot(
             seq=self._seq, rows=MappingProxyType(dict(self._rows)), summary=self._summary,
             cversion=self._cversion, defaults=self._defaults, phase=self._phase,
             maxchange=self._maxchange, audit=tuple(self._audit), audit_total=self._audit_total,
-            zk=self._zk, ec2=self._ec2, problems=self.problems, overlay=self._overlay,
+            zk=self._zk, ec2=self._ec2, problems=self._nodes.problems, overlay=self._overlay,
         )
         batch = FleetBatch(self._seq, tuple(self._events), frozenset(changed), frozenset(removed),
                            self._snapshot)
@@ -324,23 +312,18 @@ class FleetModel:
         self._all_dirty = self._touched = self._news = False
         return batch
 
-    @property
-    def problems(self) -> tuple[str, ...]:
-        party = [f"ip-map/{name}: {why}" for name, why in sorted(self._party_bad.items())]
-        return tuple(party + [f"{path}: {why}" for path, why in sorted(self._bad.items())])
-
     # --- helpers -----------------------------------------------------------------------------
 
     def _build(self, key: str) -> HostRow | None:
         member = self._members_by_key.get(key)
-        status = self._statuses.get(key)
+        status = self._nodes.statuses.get(key)
         instance = None if self._instances is None else self._instances.get(key)
         if member is None and status is None:
             return self._without_contact(key, instance)
-        row = build_row(key, member=member, status=status, override=self._overrides.get(key),
+        row = build_row(key, member=member, status=status, override=self._nodes.overrides.get(key),
                         instance=instance, defaults=self._defaults, cversion=self._cversion,
                         registered=key in self._id_to_ip)
-        problem = self._bad.get(f"status/{key}")
+        problem = self._nodes.bad.get(f"status/{key}")
         if problem is not None and status is None:
             row = replace(row, state=RuleState.ERROR, detail=f"status unreadable: {problem}")
         self._last_known.remember(key, row, full_report=member is not None and status is not None)
@@ -352,60 +335,21 @@ class FleetModel:
         row = self._last_known.row_without_contact(key, instance)
         if row is not None or instance is None:
             return row
-        return build_row(key, member=None, status=None, override=self._overrides.get(key),
+        return build_row(key, member=None, status=None, override=self._nodes.overrides.get(key),
                          instance=instance, defaults=self._defaults, cversion=self._cversion)
 
     def _index_members(self) -> None:
-        self._members_by_key = index_members(self._party.values(), self._ip_to_id, self._statuses,
+        self._members_by_key = index_members(self._nodes.party.values(), self._ip_to_id, self._nodes.statuses,
                                              self._by_address, loading=self._zk.loading is not None)
 
     def _index_one(self, key: str, overlay: str) -> None:
         """While a full read arrives: a member's row as soon as its key is known (rebuilt at the end)."""
         if not self._loading_members:
-            self._loading_members = {str(m.overlay): m for m in self._party.values()}
+            self._loading_members = {str(m.overlay): m for m in self._nodes.party.values()}
         member = self._loading_members.get(overlay)
         if member is not None and key not in self._members_by_key:
             self._members_by_key[key] = member
             self._dirty.add(key)
-
-    def _parse_party_entry(self, name: str) -> None:
-        try:
-            self._party[name] = parse_party_entry(name).member
-        except MalformedEntryError as exc:
-            self._party_bad[name] = str(exc)
-
-    def _decode_status(self, instance_id: str, data: bytes) -> None:
-        path = f"status/{instance_id}"
-        try:
-            status = AgentStatus.from_json(data)
-            if status.instance_id != instance_id:
-                raise MalformedEntryError(f"names instance {status.instance_id}")
-        except MalformedEntryError as exc:
-            self._statuses.pop(instance_id, None)
-            self._bad[path] = str(exc)
-            return
-        self._statuses[instance_id] = status
-        self._bad.pop(path, None)
-
-    def _decode_override(self, instance_id: str, data: bytes) -> None:
-        path = f"control/reject_all/{instance_id}"
-        try:
-            self._overrides[instance_id] = RejectAllOverride.from_json(data)
-            self._bad.pop(path, None)
-        except MalformedEntryError as exc:
-            self._overrides.pop(instance_id, None)  # a bad override is never taken for an instruction
-            self._bad[path] = str(exc)
-
-    def _decode(self, path: str, decode: Callable[[bytes], T], data: bytes | None) -> T | None:
-        """A control document's value, or None (absent, or reported as a problem when it is bad)."""
-        self._bad.pop(path, None)
-        if data is None:
-            return None
-        try:
-            return decode(data)
-        except MalformedEntryError as exc:
-            self._bad[path] = str(exc)
-            return None
 
     def _insert_audit(self, name: str, data: bytes) -> AuditRecord | None:
         seq = audit_seq(name)
@@ -414,11 +358,7 @@ class FleetModel:
         try:
             record = AuditRecord(seq, AuditEntry.from_json(data))
         except MalformedEntryError as exc:
-            self._bad[f"audit/{name}"] = str(exc)
+            self._nodes.bad[f"audit/{name}"] = str(exc)
             return None
         return record if insert_in_order(self._audit, record, self.audit_keep) else None
 
-
-def _guard_limit_text(data: bytes) -> str:
-    """maxchange as set, a count or a share (what the agents' guard accepts); raises when malformed."""
-    return str(decode_guard_limit(data, decode_maxchange))
