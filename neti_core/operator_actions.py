@@ -23,11 +23,19 @@ from neti_core.config import ZkPaths
 from neti_core.errors import MalformedEntryError, NetiError
 from neti_core.fleet.state import EMPTY_SNAPSHOT, AuditRecord, FleetSnapshot
 from neti_core.fleet.treeread import audit_seq
-from neti_core.maxchange import MaxChange, audit_value, decode_guard_limit, parse_maxchange
+from neti_core.maxchange import MaxChange, audit_value, parse_maxchange
 from neti_core.members import validate_instance_id
 from neti_core.phases import Check, check_move, get_phase
-from neti_core.revert_plan import RevertPlan, RevertRefused, revert_slots, shown, when
-from neti_core.schema import AuditEntry, FleetDefaults, PhaseRecord, RejectAllOverride, decode_maxchange
+from neti_core.revert_plan import (
+    RevertPlan,
+    RevertRefused,
+    recorded_value,
+    revert_slots,
+    shown,
+    slot_document,
+    when,
+)
+from neti_core.schema import AuditEntry, FleetDefaults, PhaseRecord, RejectAllOverride
 
 CHUNK = 200  # hosts per transaction: one audit record each, well under ZooKeeper's 1 MB request
 _ATTEMPTS = 5
@@ -238,7 +246,7 @@ class FleetControl:
         self.client.ensure_path(self.paths.audit)
         def attempt() -> ActionResult | None:
             data, version = self._read(self.paths.maxchange)
-            before = _maxchange_or_malformed(data)
+            before = recorded_value("maxchange.set", data)
             if before == value:
                 return ActionResult("maxchange.set", (), ("maxchange",), ())
             transaction = self.client.transaction()
@@ -336,18 +344,7 @@ class FleetControl:
     def _slot_read(self, action: str, target: str) -> tuple[Any, int | None]:
         """The value an action of this kind sets, as its audit entries record it, and the version."""
         data, version = self._read(self._slot_path(action, target))
-        if data is None:
-            return None, None
-        try:
-            if action.startswith("reject_all."):
-                return RejectAllOverride.from_json(data).value, version
-            if action == "defaults.reject_all":
-                return FleetDefaults.from_json(data).reject_all, version
-            if action == "phase.move":
-                return PhaseRecord.from_json(data).phase, version
-        except MalformedEntryError:
-            return "malformed", version
-        return _maxchange_or_malformed(data), version
+        return recorded_value(action, data), version
 
     def _slot_write(self, transaction: Any, action: str, target: str, value: Any, *, version: int | None,
                     why: str, snapshot: FleetSnapshot | None) -> None:
@@ -361,14 +358,7 @@ class FleetControl:
             verdict = check_move(current, value or "prepare", snapshot or EMPTY_SNAPSHOT)
             if not verdict.allowed:
                 raise PhaseMoveRefused(verdict.reasons, verdict.checks)
-            document = PhaseRecord(value or "prepare", self.operator, self.clock(), why).to_json()
-        elif action == "defaults.reject_all":
-            document = FleetDefaults(value, self.operator, self.clock(), why).to_json()
-        elif action == "maxchange.set":
-            document = str(value).encode()
-        else:
-            document = RejectAllOverride(value, self.operator, self.clock(), why).to_json()
-        self._put(transaction, path, document, version)
+        self._put(transaction, path, slot_document(action, value, self.operator, self.clock(), why), version)
 
     def _changed_by(self, seq: int, action: str, target: str) -> str:
         """Who changed ``target`` after entry ``seq``: the newest later audit entry about it."""
@@ -401,13 +391,3 @@ class FleetControl:
         else:
             transaction.set_data(path, data, version=version)
 
-
-def _maxchange_or_malformed(data: bytes | None) -> int | str | None:
-    """The value as audit entries record it: a number, a share ("10%"), None when unset,
-    "malformed" for garbage."""
-    if data is None:
-        return None
-    try:
-        return audit_value(decode_guard_limit(data, decode_maxchange))
-    except MalformedEntryError:
-        return "malformed"

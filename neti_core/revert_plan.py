@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from neti_core.errors import MalformedEntryError, NetiError
-from neti_core.maxchange import parse_maxchange
-from neti_core.schema import AuditEntry
+from neti_core.maxchange import audit_value, decode_guard_limit, parse_maxchange
+from neti_core.schema import AuditEntry, FleetDefaults, PhaseRecord, RejectAllOverride, decode_maxchange
 
 
 class RevertRefused(NetiError):
@@ -61,6 +61,34 @@ def revert_slots(entry: AuditEntry) -> dict[str, tuple[Any, Any]]:
                                      and not _is_share(before)):
             raise RevertRefused(f"{target} held a malformed value before entry; there is nothing to restore")
     return slots
+
+
+def recorded_value(action: str, data: bytes | None) -> Any:
+    """A control node's value as audit entries of ``action`` record it: None when unset,
+    "malformed" for garbage (recorded, never restored)."""
+    if data is None:
+        return None
+    try:
+        if action.startswith("reject_all."):
+            return RejectAllOverride.from_json(data).value
+        if action == "defaults.reject_all":
+            return FleetDefaults.from_json(data).reject_all
+        if action == "phase.move":
+            return PhaseRecord.from_json(data).phase
+        return audit_value(decode_guard_limit(data, decode_maxchange))
+    except MalformedEntryError:
+        return "malformed"
+
+
+def slot_document(action: str, value: Any, operator: str, at: float, why: str) -> bytes:
+    """The node an action of this kind writes to set ``value``, signed with who, when and why."""
+    if action == "phase.move":
+        return PhaseRecord(value or "prepare", operator, at, why).to_json()
+    if action == "defaults.reject_all":
+        return FleetDefaults(value, operator, at, why).to_json()
+    if action == "maxchange.set":
+        return str(value).encode()
+    return RejectAllOverride(value, operator, at, why).to_json()
 
 
 def shown(value: Any) -> str:

@@ -7,7 +7,7 @@ import pytest
 
 from neti_core.fleet.treeread import audit_seq
 from neti_core.operator_actions import FleetControl, ReadOnlyError
-from neti_core.revert_plan import RevertRefused, revert_slots, shown
+from neti_core.revert_plan import RevertRefused, recorded_value, revert_slots, shown, slot_document
 from neti_core.schema import AuditEntry, FleetDefaults, PhaseRecord, RejectAllOverride
 from tests.fixtures.console import FIXED_NOW, instance_id, pure_snapshot
 
@@ -121,3 +121,16 @@ def test_the_plan_of_an_entry_is_pure():
     with pytest.raises(RevertRefused, match="malformed"):
         revert_slots(AuditEntry("alice", FIXED_NOW, "reject_all.set", "i-1", "malformed", True))
     assert [shown(v) for v in (None, True, False, 20, "vpc")] == ["unset", "on", "off", "20", "vpc"]
+
+
+def test_a_nodes_value_reads_back_as_the_audit_records_it_and_is_written_back_the_same():
+    """What a revert compares (the value now) and writes (the value before) round-trip through
+    the node for every revertible kind; garbage reads as "malformed", never as a value."""
+    cases = [("reject_all.set", True), ("reject_all.set", False), ("defaults.reject_all", True),
+             ("defaults.reject_all", None), ("maxchange.set", 20), ("maxchange.set", "10%"),
+             ("phase.move", "register")]
+    for action, value in cases:
+        assert recorded_value(action, slot_document(action, value, "bob", FIXED_NOW, "why")) == value
+    assert recorded_value("maxchange.set", b"150%") == "malformed"
+    assert recorded_value("reject_all.set", b"{not json") == "malformed"
+    assert recorded_value("phase.move", None) is None
