@@ -35,7 +35,7 @@ from neti_core.revert_plan import (
     slot_document,
     when,
 )
-from neti_core.schema import AuditEntry, FleetDefaults, PhaseRecord, RejectAllOverride
+from neti_core.schema import AuditEntry, FleetDefaults, PhaseRecord
 
 CHUNK = 200  # hosts per transaction: one audit record each, well under ZooKeeper's 1 MB request
 _ATTEMPTS = 5
@@ -170,11 +170,7 @@ class FleetControl:
                 except NoNodeError:
                     current[instance_id] = (None, None)
                     continue
-                try:
-                    before: bool | str | None = RejectAllOverride.from_json(data).value
-                except MalformedEntryError:
-                    before = "malformed"
-                current[instance_id] = (before, stat.version)
+                current[instance_id] = (recorded_value(action, data), stat.version)
             if retry:
                 todo = list(chunk)
             elif value is None:
@@ -185,8 +181,8 @@ class FleetControl:
             if not todo:
                 return [], same, None
             transaction = self.client.transaction()
-            document = None if value is None else RejectAllOverride(value, self.operator, self.clock(),
-                                                                    why).to_json()
+            document = (None if value is None
+                        else slot_document(action, value, self.operator, self.clock(), why))
             for instance_id in todo:
                 path, version = self._override_path(instance_id), current[instance_id][1]
                 if document is None:
@@ -221,7 +217,7 @@ class FleetControl:
                 old = FleetDefaults()
             if data is not None and old.reject_all == value:
                 return ActionResult("defaults.reject_all", (), ("fleet",), ())
-            document = FleetDefaults(value, self.operator, self.clock(), why).to_json()
+            document = slot_document("defaults.reject_all", value, self.operator, self.clock(), why)
             transaction = self.client.transaction()
             self._put(transaction, path, document, version)
             audit = self._commit(transaction, self._entry("defaults.reject_all", "fleet", old.reject_all,
@@ -250,7 +246,8 @@ class FleetControl:
             if before == value:
                 return ActionResult("maxchange.set", (), ("maxchange",), ())
             transaction = self.client.transaction()
-            self._put(transaction, self.paths.maxchange, str(value).encode(), version)
+            self._put(transaction, self.paths.maxchange,
+                      slot_document("maxchange.set", value, self.operator, self.clock(), why), version)
             entry = self._entry("maxchange.set", "maxchange", before, value, why=why)
             audit = self._commit(transaction, entry)
             if audit is not None:
@@ -278,7 +275,7 @@ class FleetControl:
                 raise PhaseMoveRefused(verdict.reasons, verdict.checks)
             transaction = self.client.transaction()
             self._put(transaction, self.paths.control_phase,
-                      PhaseRecord(target, self.operator, self.clock(), why).to_json(), version)
+                      slot_document("phase.move", target, self.operator, self.clock(), why), version)
             extra = {"checks": [{"label": c.label, "ok": c.ok, "detail": c.detail} for c in verdict.checks],
                      "backward": verdict.backward}
             audit = self._commit(transaction, self._entry("phase.move", "phase", current, target, why=why,

@@ -264,10 +264,6 @@ class FleetModel:
     def snapshot(self) -> FleetSnapshot | None:
         return self._snapshot
 
-    @property
-    def problems(self) -> tuple[str, ...]:
-        return self._nodes.problems
-
     def flush(self) -> FleetBatch | None:
         """The batch of everything since the last flush, or None when nothing happened."""
         if not (self._events or self._news or self._dirty or self._all_dirty or self._touched):
