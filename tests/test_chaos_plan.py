@@ -83,3 +83,19 @@ def test_on_an_ensemble_zookeeper_members_are_killed_one_at_a_time_and_started_a
         assert down is None, f"seed {seed}: a member left down"
     kinds = plan_chaos(1, 5, 12, guard_limit=2, zk_members=3).faults_by_kind()
     assert {"zk-kill-leader", "zk-kill-follower"} <= set(kinds) and sum(kinds.values()) >= 50, kinds
+
+
+def test_a_host_launched_before_the_checkers_first_round_still_converges_before_it_is_probed():
+    """CI found it: a drill started the checker, then churned a host; the new host appeared before
+    the checker's first round (1 s later), was taken for one already in sync, and a member's probe
+    to it, made before that member had its rules, counted as a broken promise."""
+    from neti_core.config import ZkPaths
+    from neti_core.lab.chaos_probe import SETTLE_SECONDS, Checker
+
+    hosts = [{"name": "app-001"}, {"name": "app-002"}]
+    checker = Checker(None, ZkPaths.under("/neti"), lambda: list(hosts), 0.0,  # type: ignore[arg-type]
+                      grace_seconds=30, session_seconds=10)
+    checker.note_hosts(checker.read_hosts(), 100.0, baseline=True)  # what start() does first
+    hosts.append({"name": "app-003"})  # churn launches it before the first round
+    checker.note_hosts(checker.read_hosts(), 101.0)  # the first round
+    assert checker.known.unsettled == {"app-003": 101.0 + SETTLE_SECONDS}

@@ -101,12 +101,24 @@ class Checker:
         self._stop = threading.Event()
         self._rng = random.Random(0)
         self._seen: set[str] = set()
-        self._rounds = 0
         self._thread = threading.Thread(target=self._run, name="chaos-checker", daemon=True)
 
     def start(self) -> Checker:
+        self.note_hosts(self.read_hosts(), time.monotonic(), baseline=True)
         self._thread.start()
         return self
+
+    def note_hosts(self, hosts: list[dict[str, Any]], now: float, *, baseline: bool = False) -> None:
+        """The hosts there when the checker starts are held to every promise at once (a drill begins
+        on a fleet in sync); one that appears later (churn launched it) converges first. The baseline
+        is taken in :meth:`start`, not by the first round: a host launched in between is new."""
+        with self.lock:
+            for host in hosts:
+                if host["name"] not in self._seen:
+                    self._seen.add(host["name"])
+                    self._seen_at[host["name"]] = now
+                    if not baseline:
+                        self.known.unsettled.setdefault(host["name"], now + SETTLE_SECONDS)
 
     def stop(self) -> None:
         self._stop.set()
@@ -131,14 +143,7 @@ class Checker:
     def round(self) -> None:
         hosts = [h for h in self.read_hosts() if h["agent"] and h.get("netns")]
         now = time.monotonic()
-        with self.lock:  # a host launched while we watch (churn) converges before it is held to it
-            for host in hosts:
-                if host["name"] not in self._seen:
-                    self._seen.add(host["name"])
-                    self._seen_at[host["name"]] = now
-                    if self._rounds:
-                        self.known.unsettled.setdefault(host["name"], now + SETTLE_SECONDS)
-        self._rounds += 1
+        self.note_hosts(hosts, now)
         for host in hosts:
             self._ensure_echo(host)
         statuses = self._statuses(hosts)
